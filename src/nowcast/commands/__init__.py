@@ -1,0 +1,1 @@
+"""Subcommands of ``nowcast``: one module each, see :mod:`nowcast.cli`."""

@@ -1,0 +1,1 @@
+"""nowcast.curriculum (see the package docstring of nowcast)."""

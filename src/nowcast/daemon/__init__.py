@@ -1,0 +1,1 @@
+"""nowcast.daemon (see the package docstring of nowcast)."""

@@ -1,0 +1,1 @@
+"""nowcast.model (see the package docstring of nowcast)."""

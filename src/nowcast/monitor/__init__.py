@@ -1,0 +1,1 @@
+"""nowcast.monitor (see the package docstring of nowcast)."""

@@ -1,0 +1,1 @@
+"""nowcast.store (see the package docstring of nowcast)."""

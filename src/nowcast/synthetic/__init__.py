@@ -1,0 +1,1 @@
+"""nowcast.synthetic (see the package docstring of nowcast)."""

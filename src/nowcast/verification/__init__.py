@@ -1,0 +1,1 @@
+"""nowcast.verification (see the package docstring of nowcast)."""
