@@ -208,6 +208,7 @@ class VerificationConfig(_Section):
     thresholds: list[float] = [20.0, 35.0, 45.0]
     fss_threshold: float = 35.0
     fss_windows: list[int] = [1, 5, 11, 21]
+    match_tolerance_s: float = Field(60.0, ge=0)
 
 
 class TitanConfig(_Section):
@@ -221,6 +222,9 @@ class TitanConfig(_Section):
     max_speed_kmh: float = Field(100.0, gt=0)
     history_weights: list[float] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
     history_full_s: float = Field(1200.0, gt=0)
+    dz_m: float = Field(1000.0, gt=0)
+    weight_distance: float = Field(1.0, ge=0)
+    weight_volume: float = Field(1.0, ge=0)
 
 
 class ExtrapolationConfig(_Section):
@@ -229,6 +233,7 @@ class ExtrapolationConfig(_Section):
     ar_order: int = Field(2, ge=1)
     n_cascade_levels: int = Field(6, ge=1)
     rain_threshold_dbz: float = 10.0
+    motion_frames: int = Field(3, ge=2)
 
 
 class BaselinesConfig(_Section):
@@ -237,7 +242,11 @@ class BaselinesConfig(_Section):
 
 
 class SyntheticConfig(_Section):
-    """The 3D storm simulator: grid and regime parameters."""
+    """The 3D storm simulator: grid and regime parameters.
+
+    Two-number lists are ``[low, high]`` ranges; a value is drawn uniformly from the
+    range for each sequence (environment) or each storm (cells).
+    """
 
     size: int = Field(500, ge=16)
     levels: int = Field(18, ge=1)
@@ -246,8 +255,49 @@ class SyntheticConfig(_Section):
     dx_km: float = Field(1.0, gt=0)
     noise_dbz: float = Field(1.5, ge=0)
     coverage_mask: bool = False
+    coverage_range_km: float = Field(0.0, ge=0)
+    site_latitude: float = Field(46.0, ge=-90, le=90)
+    site_longitude: float = Field(8.0, ge=-180, le=360)
+    site_altitude_m: float = 500.0
     wind_speed_ms: list[float] = [5.0, 20.0]
     shear_ms_per_km: list[float] = [0.0, 2.0]
+    tilt_s: float = Field(300.0, ge=0)
+    freezing_level_km: list[float] = [2.5, 4.0]
+    bright_band_dbz: list[float] = [4.0, 10.0]
+    stratiform_cover: list[float] = [0.25, 0.6]
+    stratiform_peak_dbz: list[float] = [28.0, 38.0]
+    stratiform_lifetime_min: list[float] = [90.0, 240.0]
+    embedded_cells_per_10k_km2: list[float] = [1.0, 4.0]
+    embedded_peak_dbz: list[float] = [38.0, 50.0]
+    embedded_life_min: list[float] = [40.0, 120.0]
+    multicell_clusters_per_100k_km2: list[float] = [0.4, 1.2]
+    multicell_cluster_life_min: list[float] = [150.0, 360.0]
+    multicell_births_per_hour: list[float] = [8.0, 16.0]
+    multicell_cell_life_min: list[float] = [20.0, 40.0]
+    multicell_peak_dbz: list[float] = [45.0, 60.0]
+    multicell_top_km: list[float] = [8.0, 13.0]
+    multicell_propagation_ms: list[float] = [2.0, 6.0]
+    multicell_split_fraction: float = Field(0.2, ge=0, le=1)
+    supercell_shear_ms_per_km: list[float] = [3.0, 5.0]
+    supercell_deviation_ms: list[float] = [6.0, 9.0]
+    supercell_peak_dbz: list[float] = [58.0, 68.0]
+    supercell_top_km: list[float] = [12.0, 16.0]
+    supercell_life_min: list[float] = [120.0, 300.0]
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> "SyntheticConfig":
+        if self.top_km <= self.bottom_km:
+            raise ValueError(
+                f"top_km ({self.top_km}) must be above bottom_km ({self.bottom_km})"
+            )
+        for name, value in self:
+            if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
+                raise ValueError(f"{name} must be [low, high] with low <= high")
+        for name in ("stratiform_cover",):
+            low, high = getattr(self, name)
+            if not 0 < low <= high < 1:
+                raise ValueError(f"{name} must lie strictly between 0 and 1")
+        return self
 
 
 class MonitorConfig(_Section):
@@ -318,6 +368,17 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
                 raise ConfigError(f"{name}: {'.'.join(keys)} is not a table")
             node = child
         node[keys[-1]] = _parse_env_value(raw)
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` laid over ``base``, table by table (a phase can set one key)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -393,8 +454,9 @@ def load_config(
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
         base = source.parent
     _apply_env(data, os.environ if environ is None else environ)
+    defaults = Settings().model_dump(exclude={"source"})
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings.model_validate(_merge(defaults, data))
     except ValidationError as exc:
         where = f"{source}: " if source else ""
         raise ConfigError(where + _format_error(exc)) from None
