@@ -1,0 +1,192 @@
+"""The skill table: CSI per lead for every forecaster on real cases and synthetic storms.
+
+Run (the full table in BENCHMARKS.md)::
+
+    python bench/skill.py --json bench/out/skill.json --markdown bench/out/skill.md
+
+Real cases: every case folder under ``--real`` (default: ../shared/data/radar-cases
+and radar-cases-more), pooled 2 x 2 to 250 x 250, sequences of 15 consecutive scans
+(8 in, 7 out) starting every 5 scans. Synthetic: ``--synthetic`` sequences per regime
+from :func:`nowcast.synthetic.generate_sequence` on the pooled grid (250 x 250 at
+2 km, 18 levels), seeds 1000 + i. Scores are aggregate CSI (contingency counts summed
+over all forecasts of a group, then CSI) on the column-maximum composite (the real
+cases have one level, so composite = 3D there), events ``>=`` threshold, pixels
+without coverage left out. Also the mean seconds per forecast of each method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from nowcast.baselines import get_forecaster
+from nowcast.radar import pool, read_scan
+from nowcast.verification import ScoreAccumulator
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+METHODS = ("persistence", "titan", "extrapolation", "sprog", "anvil")
+THRESHOLDS = (20.0, 35.0)
+N_IN, N_OUT, STRIDE = 8, 7, 5
+
+
+def case_sequences(case_dir: Path, interval_s: int = 300):
+    """Yield (frames (15, z, y, x), times) for each sequence of a case."""
+    files = sorted(case_dir.glob("*/*.nc"))
+    scans = [read_scan(f) for f in files]
+    frames = np.stack([pool(s.dbz, 2) for s in scans])
+    times = [s.time for s in scans]
+    dx = scans[0].grid.dx_m * 2
+    n = N_IN + N_OUT
+    for start in range(0, len(scans) - n + 1, STRIDE):
+        ts = times[start : start + n]
+        steps = {(b - a) for a, b in zip(ts[:-1], ts[1:])}
+        if steps != {timedelta(seconds=interval_s)}:
+            continue
+        yield frames[start : start + n], ts, dx
+
+
+def synthetic_sequences(regime: str, count: int, levels: int, size: int):
+    from nowcast.synthetic import generate_sequence
+
+    for i in range(count):
+        seq = generate_sequence(
+            regime, N_IN + N_OUT, seed=1000 + i, size=size, levels=levels,
+            dx_km=500.0 / size, interval_s=300,
+        )
+        yield seq.frames, list(seq.times), seq.grid.dx_m
+
+
+def score_group(sequences, methods, forecasters, timings):
+    accs = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
+    n = 0
+    for frames, times, dx in sequences:
+        past, future = frames[:N_IN], frames[N_IN:]
+        for m in methods:
+            t0 = time.perf_counter()
+            result = forecasters[m].forecast(
+                past, times[:N_IN], N_OUT, dx_m=dx, interval_s=300
+            )
+            timings[m].append(time.perf_counter() - t0)
+            for k in range(N_OUT):
+                accs[m].add(300 * (k + 1), result.dbz[k], future[k])
+        n += 1
+    return accs, n
+
+
+def csi_rows(accs, n):
+    rows = {}
+    for m, acc in accs.items():
+        for thr in THRESHOLDS:
+            rows[(m, thr)] = [
+                acc.counts(300 * (k + 1), thr, "composite").csi for k in range(N_OUT)
+            ]
+    return {"sequences": n, "csi": {f"{m}@{t:g}": v for (m, t), v in rows.items()}}
+
+
+def markdown(results, methods) -> str:
+    out = []
+    leads = " | ".join(f"t+{5 * (k + 1)}" for k in range(N_OUT))
+    for group, res in results["groups"].items():
+        out.append(f"\n#### {group} ({res['sequences']} sequences)\n")
+        out.append(f"| method | dBZ | {leads} |")
+        out.append("| --- | --- |" + " --- |" * N_OUT)
+        for thr in THRESHOLDS:
+            for m in methods:
+                vals = res["csi"][f"{m}@{thr:g}"]
+                cells = " | ".join(
+                    "-" if v is None or not np.isfinite(v) else f"{v:.3f}"
+                    for v in vals
+                )
+                out.append(f"| {m} | {thr:g} | {cells} |")
+    out.append("\n| method | seconds per forecast (median) |")
+    out.append("| --- | --- |")
+    for m in methods:
+        out.append(f"| {m} | {results['seconds'][m]:.3f} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--real", nargs="*", type=Path,
+                    default=[SHARED / "radar-cases", SHARED / "radar-cases-more"])
+    ap.add_argument("--cases", nargs="*", default=None, help="only these case names")
+    ap.add_argument("--synthetic", type=int, default=20, help="sequences per regime")
+    ap.add_argument("--levels", type=int, default=18)
+    ap.add_argument("--size", type=int, default=250)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--markdown", type=Path, default=None)
+    args = ap.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    forecasters = {m: get_forecaster(m) for m in methods}
+    timings = defaultdict(list)
+    results = {"machine": machine(), "groups": {}}
+    overall = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
+    n_all = 0
+    family = defaultdict(lambda: ({m: ScoreAccumulator(THRESHOLDS, 35.0, (5,))
+                                   for m in methods}, [0]))
+    for root in args.real:
+        for case in sorted(p for p in root.iterdir() if p.is_dir()):
+            if args.cases and case.name not in args.cases:
+                continue
+            t0 = time.perf_counter()
+            accs, n = score_group(case_sequences(case), methods, forecasters, timings)
+            if n == 0:
+                continue
+            results["groups"][case.name] = csi_rows(accs, n)
+            fam_accs, fam_n = family[case.name.split("-")[0]]
+            for m in methods:
+                overall[m].merge(accs[m])
+                fam_accs[m].merge(accs[m])
+            fam_n[0] += n
+            n_all += n
+            print(f"{case.name}: {n} sequences, {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    for name, (accs, n) in sorted(family.items()):
+        results["groups"][f"all {name}"] = csi_rows(accs, n[0])
+    if n_all:
+        results["groups"]["all real cases"] = csi_rows(overall, n_all)
+    for regime in ("advection", "multicell", "supercell"):
+        if args.synthetic <= 0:
+            break
+        t0 = time.perf_counter()
+        seqs = synthetic_sequences(regime, args.synthetic, args.levels, args.size)
+        accs, n = score_group(seqs, methods, forecasters, timings)
+        results["groups"][f"synthetic {regime}"] = csi_rows(accs, n)
+        print(f"synthetic {regime}: {n} sequences, {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+    results["seconds"] = {m: float(np.median(timings[m])) for m in methods}
+    text = markdown(results, methods)
+    print(f"Machine: {results['machine']}")
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=_nan_none))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text + "\n")
+
+
+def _nan_none(value):
+    return None
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__},"
+            f" Python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()

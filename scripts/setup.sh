@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv and install nowcast with its test and pysteps extras.
+# CPU torch first: on these machines `pip install torch==2.13.0` takes the CPU build
+# from local disk; a GPU user installs their CUDA build of torch>=2.4 before this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "torch==2.13.0" \
+        || .venv/bin/python -m pip install --quiet "torch>=2.4"
+fi
+.venv/bin/python -m pip install --quiet -e ".[test,pysteps]"
+# Optional: Py-ART, so a test proves pyart.io.read_grid opens our forecasts.
+.venv/bin/python -m pip install --quiet arm_pyart \
+    || echo "arm_pyart not installed: its test will be skipped"
