@@ -272,7 +272,7 @@ class SyntheticConfig(_Section):
     embedded_life_min: list[float] = [40.0, 120.0]
     multicell_clusters_per_100k_km2: list[float] = [0.4, 1.2]
     multicell_cluster_life_min: list[float] = [150.0, 360.0]
-    multicell_births_per_hour: list[float] = [8.0, 16.0]
+    multicell_births_per_hour: list[float] = [12.0, 24.0]
     multicell_cell_life_min: list[float] = [20.0, 40.0]
     multicell_peak_dbz: list[float] = [45.0, 60.0]
     multicell_top_km: list[float] = [8.0, 13.0]

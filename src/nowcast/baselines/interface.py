@@ -124,6 +124,14 @@ def get_forecaster(name: str, settings: Any = None, **kwargs: Any) -> Forecaster
             f"unknown forecaster {name!r}; valid names: {', '.join(available())}"
         ) from None
     module_name, cls_name = target.split(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ForecasterError(
+                f"forecaster {name!r} is not available in this installation "
+                f"({module_name} is missing)"
+            ) from None
+        raise
     cls = getattr(module, cls_name)
     return cls.from_settings(settings, **kwargs)
