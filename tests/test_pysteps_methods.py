@@ -168,3 +168,20 @@ def test_extrapolation_matches_pysteps_skill_on_a_real_case(pysteps):
     assert ours[0] > 0.3
     assert ours[0] > persistence[0] + 0.1
     assert ours[-1] < ours[0]
+
+
+def test_sprog_survives_a_nearly_dry_real_case():
+    """pysteps' percentile mask indexes past the end on nearly dry scenes."""
+    pytest.importorskip("pysteps")
+    from nowcast.radar import pool, read_scan
+
+    files = real_case_files("knmi-20210110")
+    if not files:
+        pytest.skip("radar-cases-more/knmi-20210110 not found")
+    scans = [read_scan(f) for f in files[:8]]
+    frames = np.stack([pool(s.dbz, 2) for s in scans])
+    result = get_forecaster("sprog").forecast(
+        frames, [s.time for s in scans], 7, dx_m=2000.0, interval_s=300
+    )
+    assert result.dbz.shape == (7, 1, 250, 250)
+    assert result.info["sprog_extrapolated_levels"] == [0]

@@ -350,11 +350,13 @@ class SProg(_PystepsForecaster):
                         ar_order=self.ar_order, probmatching_method="cdf",
                         domain="spatial",
                     )
-            except (RuntimeError, np.linalg.LinAlgError):
+            except (RuntimeError, np.linalg.LinAlgError, IndexError):
                 # pysteps cannot fit the AR model: every scale perfectly
                 # correlated (steady motion, no growth: "nonstationary AR(p)"), or
-                # too little rain for a correlation (NaN). S-PROG's limit in both
-                # is plain extrapolation of the newest frame.
+                # too little rain for a correlation (NaN); or its percentile mask
+                # indexes past the end when nearly no pixel is wet (pysteps 1.21,
+                # nowcasts/utils.py compute_percentile_mask, seen on knmi-20210110).
+                # S-PROG's limit in all of these is plain extrapolation.
                 extrapolated.append(z)
                 if displacements is None:
                     displacements = lead_displacements(velocity, timesteps)
