@@ -1,1 +1,28 @@
-"""nowcast.model (see the package docstring of nowcast)."""
+"""nowcast.model: ConvLSTM3D cells and networks (explicit arguments, no config).
+
+- :mod:`~nowcast.model.cell`: :class:`ConvLSTM3DCell`.
+- :mod:`~nowcast.model.blocks`: the downsampling stem and the upsampling decoder.
+- :mod:`~nowcast.model.warp`: differentiable semi-Lagrangian warping.
+- :mod:`~nowcast.model.network`: :class:`ConvLSTM3DNet` and :class:`NetOutput`.
+- :mod:`~nowcast.model.normalise`: dBZ <-> unit range.
+- :mod:`~nowcast.model.factory`: ``ModelConfig`` -> keyword arguments (the only
+  place that reads the config).
+"""
+
+from nowcast.model.cell import ConvLSTM3DCell
+from nowcast.model.factory import build_network, network_kwargs
+from nowcast.model.network import ConvLSTM3DNet, NetOutput
+from nowcast.model.normalise import from_unit, to_unit
+from nowcast.model.warp import compose_displacement, warp
+
+__all__ = [
+    "ConvLSTM3DCell",
+    "ConvLSTM3DNet",
+    "NetOutput",
+    "build_network",
+    "compose_displacement",
+    "from_unit",
+    "network_kwargs",
+    "to_unit",
+    "warp",
+]

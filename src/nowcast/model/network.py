@@ -1,0 +1,258 @@
+"""ConvLSTM3D Enhanced: an encoder-forecaster of 3D ConvLSTM cells.
+
+Contract
+--------
+``ConvLSTM3DNet(...)(x, flow=None) -> NetOutput(frames, motion)``
+
+- ``x``: ``(B, T_in, Z, Y, X)`` past volumes in unit range (:func:`to_unit`),
+  oldest first; any ``Z >= 1`` and any ``Y, X``.
+- ``flow``: optional optical-flow prior ``(B, 2, Y, X)`` in px/step (x then y, as
+  pysteps' Lucas-Kanade gives it). Fed to the stem as two extra channels when
+  ``flow_input=True`` (then required) and, with the advection head, the starting
+  motion that the network corrects.
+- ``frames``: ``(B, T_out, Z, Y, X)`` float32 in ``[0, 1]``.
+- ``motion``: ``(B, T_out, 2, Y, X)`` float32 motion of each step in px/step (the
+  displacement from lead ``k-1`` to lead ``k``) for the advection head, else None.
+
+Layout
+------
+1. Stem (the same weights for every frame, run frame by frame): strided
+   ``Conv3d + GroupNorm + SiLU`` blocks, e.g. 250 x 250 x 18 -> 125 -> 63 x 63 x 18.
+   With ``flow_input`` the stem sees ``flow / flow_scale`` as two more channels.
+2. Encoder: a stack of :class:`ConvLSTM3DCell` run over the ``T_in`` frames.
+3. Forecaster: a second stack (own weights) starting from the encoder's final
+   ``(h, c)``, unrolled ``T_out`` steps. Its input at each step is its own top
+   hidden state of the step before (the encoder's at the first step): the
+   forecast is fed back as features, without re-encoding a predicted frame.
+4. Head, every lead: a :class:`Decoder` back to the full grid with skips from the
+   last observed frame, then
+
+   - ``"plain"``: ``Conv3d -> 1`` channel, clamped to ``[0, 1]``: the future
+     volume painted from scratch;
+   - ``"advection"``: a residual motion ``flow_scale * Conv3d(h_top)`` averaged over
+     levels (one motion for the whole column), resized to the full grid and added
+     to the flow prior; an intensity change ``tanh(Conv3d(decoder))``. The
+     forecast is the last observed volume warped (:func:`warp`, no echo flows
+     in) along the accumulated displacement (:func:`compose_displacement`) plus
+     the change, clamped to ``[0, 1]``. The residual layers start near zero, so
+     an untrained network is the optical-flow extrapolation.
+
+   The clamps pass gradients straight through (forward exact, identity backward),
+   so a voxel stuck outside the range can still learn.
+
+Compute: the gates may run under bf16 autocast (cell state stays float32, warp
+and output in float32); ``checkpoint_steps=True`` recomputes every time step in
+backward (activation checkpointing, same results; one step is stem + encoder
+cells, or forecaster cells + head); :meth:`compile_cells` wraps the cell steps in
+``torch.compile``. ``init_kwargs`` holds the constructor arguments for checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from nowcast.model.blocks import Decoder, LevelConv3d, Stem
+from nowcast.model.cell import ConvLSTM3DCell, State
+from nowcast.model.warp import compose_displacement, warp
+
+__all__ = ["ConvLSTM3DNet", "NetOutput"]
+
+
+class NetOutput(NamedTuple):
+    """What :class:`ConvLSTM3DNet` returns (see the module contract)."""
+
+    frames: torch.Tensor
+    motion: torch.Tensor | None
+
+
+def _clamp_unit(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] in the forward pass, identity gradient in the backward."""
+    return x + (x.clamp(0.0, 1.0) - x).detach()
+
+
+def _small_init(conv: nn.Conv3d, scale: float = 0.01) -> None:
+    with torch.no_grad():
+        conv.weight.mul_(scale)
+        if conv.bias is not None:
+            conv.bias.zero_()
+
+
+class ConvLSTM3DNet(nn.Module):
+    """The ConvLSTM3D Enhanced encoder-forecaster (explicit arguments only)."""
+
+    def __init__(
+        self,
+        in_frames: int = 8,
+        out_frames: int = 7,
+        hidden_channels: Sequence[int] = (32, 32),
+        kernel_size: Sequence[int] = (3, 3, 3),
+        stem_channels: int = 16,
+        stem_strides: Sequence[Sequence[int]] = ((1, 2, 2), (1, 2, 2)),
+        groups: int = 4,
+        head: Literal["advection", "plain"] = "advection",
+        flow_input: bool = False,
+        checkpoint_steps: bool = False,
+        flow_scale: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if head not in ("advection", "plain"):
+            raise ValueError(f"head must be 'advection' or 'plain', got {head!r}")
+        if in_frames < 1 or out_frames < 1:
+            raise ValueError(
+                f"in_frames ({in_frames}) and out_frames ({out_frames}) must be >= 1"
+            )
+        hidden = [int(h) for h in hidden_channels]
+        if not hidden:
+            raise ValueError("hidden_channels needs at least one layer")
+        if flow_scale <= 0:
+            raise ValueError(f"flow_scale must be > 0, got {flow_scale}")
+        self.init_kwargs = {
+            "in_frames": in_frames,
+            "out_frames": out_frames,
+            "hidden_channels": hidden,
+            "kernel_size": [int(k) for k in kernel_size],
+            "stem_channels": stem_channels,
+            "stem_strides": [[int(v) for v in s] for s in stem_strides],
+            "groups": groups,
+            "head": head,
+            "flow_input": flow_input,
+            "checkpoint_steps": checkpoint_steps,
+            "flow_scale": flow_scale,
+        }
+        self.in_frames = in_frames
+        self.out_frames = out_frames
+        self.head = head
+        self.flow_input = flow_input
+        self.checkpoint_steps = checkpoint_steps
+        self.flow_scale = float(flow_scale)
+
+        in_ch = 3 if flow_input else 1
+        self.stem = Stem(in_ch, stem_channels, stem_strides, groups)
+        cell_in = [self.stem.out_channels] + hidden[:-1]
+        self.encoder = nn.ModuleList(
+            ConvLSTM3DCell(i, h, kernel_size, groups)
+            for i, h in zip(cell_in, hidden, strict=True)
+        )
+        fore_in = [hidden[-1]] + hidden[:-1]
+        self.forecaster = nn.ModuleList(
+            ConvLSTM3DCell(i, h, kernel_size, groups)
+            for i, h in zip(fore_in, hidden, strict=True)
+        )
+        n_levels = len(self.stem.strides)
+        skips = [in_ch] + [stem_channels] * (n_levels - 1) if n_levels else []
+        self.decoder = Decoder(hidden[-1], skips, stem_channels, groups)
+        dec_ch = self.decoder.out_channels
+        if head == "plain":
+            self.out = LevelConv3d(dec_ch, 1, 3, padding=1)
+        else:
+            self.change = LevelConv3d(dec_ch, 1, 3, padding=1)
+            self.motion = LevelConv3d(hidden[-1], 2, 3, padding=1)
+            _small_init(self.change)
+            _small_init(self.motion)
+
+    def compile_cells(self, **kwargs) -> None:
+        """Wrap every cell's step in ``torch.compile`` (in place; GPU use)."""
+        for cell in [*self.encoder, *self.forecaster]:
+            cell.compile(**kwargs)
+
+    # -- pieces run per time step (checkpointed when asked) ---------------------
+
+    def _maybe_checkpoint(self, fn, *args):
+        if self.checkpoint_steps and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    @staticmethod
+    def _cells_step(
+        cells: nn.ModuleList, inp: torch.Tensor, states: list[State | None]
+    ) -> list[State]:
+        new = []
+        for cell, state in zip(cells, states, strict=True):
+            inp, state = cell(inp, state)
+            new.append(state)
+        return new
+
+    def _stem_frame(self, frame: torch.Tensor, flow: torch.Tensor | None):
+        """One frame ``(B, Z, Y, X)`` -> coarse features and its skips (finest
+        first: the stem input, then every stem level but the last)."""
+        inp = frame.unsqueeze(1)
+        if self.flow_input:
+            f = (flow.float() / self.flow_scale)[:, :, None]
+            inp = torch.cat((inp, f.expand(-1, -1, inp.shape[2], -1, -1)), dim=1)
+        levels = self.stem(inp)
+        if not levels:
+            return inp, []
+        return levels[-1], [inp, *levels[:-1]]
+
+    def _encoder_step(self, frame, flow, states):
+        coarse, skips = self._stem_frame(frame, flow)
+        return self._cells_step(self.encoder, coarse, states), skips
+
+    def _forecaster_step(self, inp, states, skips):
+        states = self._cells_step(self.forecaster, inp, states)
+        return states, self._head(states[-1][0], skips)
+
+    def _head(self, h_top: torch.Tensor, skips: list[torch.Tensor]):
+        feat = self.decoder(h_top, skips)
+        if self.head == "plain":
+            return (self.out(feat)[:, 0].float(),)
+        residual = self.motion(h_top).float().mean(dim=2) * self.flow_scale
+        change = torch.tanh(self.change(feat)[:, 0].float())
+        return residual, change
+
+    # -- forward ------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, flow: torch.Tensor | None = None) -> NetOutput:
+        if x.ndim != 5 or x.shape[1] != self.in_frames:
+            raise ValueError(
+                f"x must be (B, {self.in_frames}, Z, Y, X) in unit range, got "
+                f"{tuple(x.shape)}"
+            )
+        b, _, z, ny, nx = x.shape
+        if flow is not None and flow.shape != (b, 2, ny, nx):
+            raise ValueError(
+                f"flow must be (B, 2, Y, X) = {(b, 2, ny, nx)} px/step, got "
+                f"{tuple(flow.shape)}"
+            )
+        if self.flow_input and flow is None:
+            raise ValueError(
+                "this network was built with flow_input=True: pass flow (B, 2, Y, X) "
+                "in px/step (zeros if no optical flow is available)"
+            )
+        x = x.float()
+        states: list[State | None] = [None] * len(self.encoder)
+        for t in range(self.in_frames):
+            states, skips = self._maybe_checkpoint(
+                self._encoder_step, x[:, t], flow, states
+            )
+
+        last = x[:, -1]
+        prior = None if flow is None else flow.float()
+        disp = None
+        frames, motions = [], []
+        inp = states[-1][0]
+        for _ in range(self.out_frames):
+            states, out = self._maybe_checkpoint(
+                self._forecaster_step, inp, states, skips
+            )
+            inp = states[-1][0]
+            if self.head == "plain":
+                frames.append(_clamp_unit(out[0]))
+                continue
+            residual, change = out
+            if residual.shape[-2:] != (ny, nx):
+                residual = F.interpolate(
+                    residual, size=(ny, nx), mode="bilinear", align_corners=False
+                )
+            motion = residual if prior is None else prior + residual
+            disp = compose_displacement(disp, motion)
+            frames.append(_clamp_unit(warp(last, disp) + change))
+            motions.append(motion)
+        motion_out = torch.stack(motions, dim=1) if motions else None
+        return NetOutput(torch.stack(frames, dim=1), motion_out)

@@ -1,0 +1,99 @@
+"""nowcast.curriculum.losses: every term pinned on known tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nowcast.curriculum.losses import (
+    CombinedLoss,
+    high_penalty_term,
+    huber_term,
+    motion_loss,
+    ssim3d,
+)
+
+C1, C2 = 0.01**2, 0.03**2
+
+
+def test_huber_term_by_hand() -> None:
+    pred = torch.tensor([0.0, 0.5, 3.0, -2.0])
+    target = torch.zeros(4)
+    # 0, 0.5 * 0.25, 1 * (3 - 0.5), 1 * (2 - 0.5)
+    assert huber_term(pred, target, delta=1.0).item() == pytest.approx(4.125 / 4)
+    # delta 0.25: 0, 0.25 * (0.5 - 0.125), 0.25 * 2.875, 0.25 * 1.875
+    expect = (0.09375 + 0.71875 + 0.46875) / 4
+    assert huber_term(pred, target, delta=0.25).item() == pytest.approx(expect)
+    mask = torch.tensor([True, True, False, False])
+    assert huber_term(pred, target, 1.0, mask).item() == pytest.approx(0.0625)
+
+
+def test_high_penalty_term_by_hand() -> None:
+    target = torch.tensor([0.2, 0.8, 0.9, 0.5])
+    pred = torch.tensor([0.5, 0.6, 0.9, 0.0])
+    # only voxels 1 and 2 exceed 0.6: (0.2 + 0) / 4 voxels
+    assert high_penalty_term(pred, target, 0.6).item() == pytest.approx(0.05)
+    assert high_penalty_term(pred, target, 0.95).item() == 0.0
+
+
+@pytest.mark.parametrize("z", [1, 3, 18])
+def test_ssim_of_constant_volumes_by_hand(z: int) -> None:
+    a, b = 0.3, 0.6
+    x = torch.full((2, z, 16, 16), a)
+    y = torch.full((2, z, 16, 16), b)
+    # no variance: SSIM = (2ab + C1) / (a^2 + b^2 + C1) * C2 / C2
+    expect = (2 * a * b + C1) / (a * a + b * b + C1)
+    assert ssim3d(x, y).item() == pytest.approx(expect, abs=1e-4)
+
+
+@pytest.mark.parametrize("z", [1, 2, 5])
+def test_ssim_identity_and_noise(z: int) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, z, 20, 20)
+    assert ssim3d(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    small = ssim3d(x, (x + 0.05 * torch.randn_like(x)).clamp(0, 1)).item()
+    large = ssim3d(x, (x + 0.3 * torch.randn_like(x)).clamp(0, 1)).item()
+    assert 1.0 > small > large
+
+
+def test_ssim_is_float32_under_autocast() -> None:
+    x = torch.rand(1, 3, 12, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s = ssim3d(x.bfloat16(), x.bfloat16())
+    assert s.dtype == torch.float32 and s.item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_combined_loss_is_the_documented_sum() -> None:
+    torch.manual_seed(1)
+    target = torch.rand(2, 7, 3, 16, 16)
+    pred = torch.rand(2, 7, 3, 16, 16, requires_grad=True)
+    loss = CombinedLoss(
+        high_penalty_weight=50.0, ssim_weight=20.0, high_threshold=40 / 70
+    )
+    terms = loss(pred, target)
+    assert set(terms) == {"total", "huber", "high", "ssim"}
+    err = pred.detach() - target
+    huber = (0.5 * err**2).mean()  # every |err| <= 1 = delta
+    high = ((target > 40 / 70) * err.abs()).mean()
+    ssim = ssim3d(pred.detach(), target)
+    torch.testing.assert_close(terms["huber"].detach(), huber)
+    torch.testing.assert_close(terms["high"].detach(), high)
+    torch.testing.assert_close(terms["ssim"].detach(), ssim)
+    expect = huber + 50.0 * high + 20.0 * (1 - ssim)
+    torch.testing.assert_close(terms["total"].detach(), expect)
+    terms["total"].backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    perfect = loss(target, target)
+    assert perfect["total"].item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_motion_loss_endpoint_error() -> None:
+    pred = torch.zeros(1, 2, 2, 4, 4)
+    pred[:, :, 0], pred[:, :, 1] = 3.0, 4.0
+    true = torch.zeros(1, 1, 2, 4, 4)
+    assert motion_loss(pred, true).item() == pytest.approx(5.0)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0, 0] = True
+    pred[0, 0, :, 0, 0] = 0.0
+    pred[0, 1, :, 0, 0] = 0.0
+    assert motion_loss(pred, true, mask).item() == pytest.approx(0.0, abs=1e-5)

@@ -1,0 +1,177 @@
+"""nowcast.model: the cell, the warp, the network (tiny sizes only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.config import ModelConfig
+from nowcast.model import (
+    ConvLSTM3DCell,
+    ConvLSTM3DNet,
+    build_network,
+    from_unit,
+    network_kwargs,
+    to_unit,
+    warp,
+)
+from nowcast.model.blocks import LevelConv3d
+
+TINY = dict(hidden_channels=(4, 4), stem_channels=4, groups=2)
+
+
+def tiny_net(**kwargs) -> ConvLSTM3DNet:
+    torch.manual_seed(0)
+    return build_network(**{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize("head", ["advection", "plain"])
+@pytest.mark.parametrize(("z", "y", "x"), [(1, 20, 25), (3, 25, 33), (1, 250, 250)])
+def test_output_shapes_any_size(head: str, z: int, y: int, x: int) -> None:
+    net = tiny_net(head=head, hidden_channels=(4,))
+    with torch.no_grad():
+        out = net(torch.rand(2, 8, z, y, x))
+    assert out.frames.shape == (2, 7, z, y, x)
+    assert out.frames.dtype == torch.float32
+    assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0
+    if head == "advection":
+        assert out.motion is not None and out.motion.shape == (2, 7, 2, y, x)
+    else:
+        assert out.motion is None
+
+
+@pytest.mark.parametrize("head", ["advection", "plain"])
+def test_runs_without_a_stem(head: str) -> None:
+    net = tiny_net(head=head, hidden_channels=(4,), stem_strides=())
+    with torch.no_grad():
+        out = net(torch.rand(1, 8, 2, 9, 11))
+    assert out.frames.shape == (1, 7, 2, 9, 11)
+
+
+@pytest.mark.parametrize("head", ["advection", "plain"])
+def test_gradients_reach_every_parameter(head: str) -> None:
+    net = tiny_net(head=head, flow_input=True)
+    x = torch.rand(2, 8, 3, 20, 25)
+    flow = torch.randn(2, 2, 20, 25)
+    out = net(x, flow)
+    loss = out.frames.mean() + (0 if out.motion is None else out.motion.mean())
+    loss.backward()
+    dead = [
+        n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()
+    ]
+    assert dead == []
+
+
+def test_groupnorm_groups_are_validated() -> None:
+    with pytest.raises(ValueError, match="groups"):
+        ConvLSTM3DCell(2, 3, groups=5)
+    with pytest.raises(ValueError, match="groups"):
+        build_network(hidden_channels=(4,), stem_channels=6, groups=4)
+    with pytest.raises(ValueError, match="odd"):
+        ConvLSTM3DCell(2, 4, kernel_size=(2, 3, 3), groups=4)
+
+
+def test_flow_input_requires_flow() -> None:
+    net = tiny_net(flow_input=True)
+    with pytest.raises(ValueError, match="flow"):
+        net(torch.rand(1, 8, 1, 20, 20))
+    with pytest.raises(ValueError, match="x must be"):
+        net(torch.rand(1, 7, 1, 20, 20), torch.zeros(1, 2, 20, 20))
+
+
+@pytest.mark.parametrize("stride", [(1, 1, 1), (2, 2, 2)])
+def test_level_conv_matches_conv3d_on_one_level(stride) -> None:
+    torch.manual_seed(0)
+    conv = LevelConv3d(3, 5, 3, stride=stride, padding=1)
+    x = torch.rand(2, 3, 1, 9, 10)
+    expect = torch.nn.functional.conv3d(
+        x, conv.weight, conv.bias, stride=stride, padding=1
+    )
+    torch.testing.assert_close(conv(x), expect)
+
+
+def test_warp_integer_shift_is_roll() -> None:
+    rng = np.random.default_rng(0)
+    field = rng.random((2, 3, 20, 25)).astype(np.float32)
+    dx, dy = 3, -2
+    disp = torch.zeros(2, 2, 20, 25)
+    disp[:, 0], disp[:, 1] = dx, dy
+    out = warp(torch.from_numpy(field), disp).numpy()
+    rolled = np.roll(field, shift=(dy, dx), axis=(-2, -1))
+    inner = (slice(None), slice(None), slice(3, -3), slice(4, -4))
+    np.testing.assert_allclose(out[inner], rolled[inner], atol=1e-6)
+    # nothing flows in from outside: the inflow side is empty
+    assert np.all(out[..., :dx] == 0.0)
+
+
+def test_advection_head_with_zero_residual_is_a_pure_shift() -> None:
+    net = tiny_net(head="advection", flow_input=True)
+    with torch.no_grad():
+        for conv in (net.motion, net.change):
+            conv.weight.zero_()
+            conv.bias.zero_()
+    x = torch.rand(2, 8, 3, 25, 33)
+    flow = torch.zeros(2, 2, 25, 33)
+    flow[:, 0], flow[:, 1] = 1.0, -1.0
+    with torch.no_grad():
+        out = net(x, flow)
+    last = x[:, -1].numpy()
+    for k in range(1, 8):
+        expected = np.roll(last, shift=(-k, k), axis=(-2, -1))
+        got = out.frames[:, k - 1].numpy()
+        inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))
+        np.testing.assert_allclose(got[inner], expected[inner], atol=1e-5)
+    np.testing.assert_allclose(out.motion[:, :, 0].numpy(), 1.0)
+    np.testing.assert_allclose(out.motion[:, :, 1].numpy(), -1.0)
+
+
+def test_cell_state_stays_float32_under_bf16_autocast() -> None:
+    cell = ConvLSTM3DCell(2, 4, groups=4)
+    x = torch.rand(1, 2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h, (h2, c) = cell(x)
+        h, (h2, c) = cell(x, (h, c))
+    assert c.dtype == torch.float32
+    assert h.dtype == torch.bfloat16
+    net = tiny_net(hidden_channels=(4,))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.rand(1, 8, 1, 12, 12))
+    assert out.frames.dtype == torch.float32 and torch.isfinite(out.frames).all()
+
+
+def test_checkpoint_steps_gives_the_same_result() -> None:
+    x = torch.rand(2, 8, 1, 12, 13)
+    flow = torch.randn(2, 2, 12, 13)
+    results = []
+    for ckpt in (False, True):
+        net = tiny_net(hidden_channels=(4,), flow_input=True, checkpoint_steps=ckpt)
+        out = net(x, flow)
+        out.frames.sum().backward()
+        grads = [p.grad.clone() for p in net.parameters()]
+        results.append((out.frames.detach(), grads))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_network_kwargs_from_config_rebuilds() -> None:
+    cfg = ModelConfig(hidden_channels=[4], stem_channels=4, groups=2)
+    kwargs = network_kwargs(cfg, in_frames=8, out_frames=7)
+    assert "groups" in kwargs and kwargs["flow_input"] is cfg.use_flow_input
+    net = build_network(**kwargs)
+    again = build_network(**net.init_kwargs)
+    assert sum(p.numel() for p in net.parameters()) == sum(
+        p.numel() for p in again.parameters()
+    )
+
+
+def test_normalise_round_trip_and_nan() -> None:
+    dbz = np.array([np.nan, -10.0, 0.0, 35.0, 70.0, 90.0], dtype=np.float32)
+    unit = to_unit(dbz)
+    np.testing.assert_allclose(unit, [0.0, 0.0, 0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(from_unit(unit[2:5]), [0.0, 35.0, 70.0])
+    t = to_unit(torch.from_numpy(dbz), dbz_min=0.0, dbz_max=70.0)
+    assert torch.equal(t, torch.from_numpy(unit))
+    with pytest.raises(ValueError):
+        to_unit(dbz, dbz_min=10.0, dbz_max=10.0)
