@@ -98,8 +98,11 @@ class DaemonConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fallback: str = "extrapolation"
     verify_baselines: list[str] = ["persistence", "titan"]
+    archive: Literal["link", "copy", "off"] = "link"
     archive_keep_days: float = Field(30.0, ge=0)
     archive_max_gb: float = Field(50.0, ge=0)
+    retry_interval_s: float = Field(10.0, ge=0)
+    observer_restarts: int = Field(3, ge=0)
     watchdog_interval_s: float = Field(30.0, gt=0)
 
 
@@ -151,7 +154,8 @@ class CurriculumConfig(_Section):
     batch_size: int = Field(16, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     augment: bool = True
-    huber_delta: float = Field(1.0, gt=0)
+    # unit range: every error is <= 1, so a delta of 1 would make Huber half the MSE
+    huber_delta: float = Field(0.1, gt=0)
     high_threshold_dbz: float = 40.0
     area_ratio_bound: float = Field(1.2, gt=1)
     area_ratio_ssim: float = Field(30.0, ge=0)
@@ -304,8 +308,13 @@ class MonitorConfig(_Section):
     """The Textual dashboard."""
 
     refresh_s: float = Field(2.0, gt=0)
+    skill_refresh_s: float = Field(30.0, gt=0)
+    stale_after_s: float = Field(120.0, gt=0)
     default_lead: int = Field(3, ge=1)
+    loop_frame_s: float = Field(0.6, gt=0)
     operational_csi: float = Field(0.4, ge=0, le=1)
+    chart_threshold: float = 35.0
+    chart_hours: int = Field(48, ge=2)
 
 
 class Settings(_Section):

@@ -1,1 +1,30 @@
-"""nowcast.daemon (see the package docstring of nowcast)."""
+"""nowcast.daemon: the operational loop (``nowcast run``).
+
+Small modules, one job each (their docstrings hold the contracts):
+
+- :mod:`.watcher`: watchdog handler that only queues paths; quiet-time readiness;
+  the reconcile scan of the input directory.
+- :mod:`.intake`: which files are ready; taking each version, and each scan
+  time, once.
+- :mod:`.ingest`: read and pool a scan, or move it aside with its reason.
+- :mod:`.buffer`: the rolling buffer of the newest scans (duplicates, late scans,
+  gaps).
+- :mod:`.models`: the production model, its fallback and the hot reload.
+- :mod:`.forecast`: one forecast set through :mod:`nowcast.pipeline` (the model,
+  else the fallback) and the baselines for verification.
+- :mod:`.verify`: forecasts kept on the pooled grid, scored as scans arrive.
+- :mod:`.recorder`: events, forecasts and scores to the log and the SQLite store.
+- :mod:`.archive`: scans kept for retraining, pruned by age and size.
+- :mod:`.status`: ``status.json``; :mod:`.notify`: sd_notify;
+  :mod:`.schedule`: the retraining schedule.
+- :mod:`.service`: :class:`Daemon` (``initialize``, ``step(now)``, ``shutdown``).
+- :mod:`.loop`: :func:`run_loop` (signals, the observer thread, the real-time
+  wait).
+
+Nothing here reads configuration or touches the disk at import time.
+"""
+
+from nowcast.daemon.loop import run_loop
+from nowcast.daemon.service import Daemon, StepReport
+
+__all__ = ["Daemon", "StepReport", "run_loop"]

@@ -4,10 +4,13 @@
 - :func:`write_forecast_set`: the TITAN contract (see :mod:`nowcast.radar.writer`).
 - :func:`write_scan`: scans in the input contract (the simulator's output).
 - :func:`pool`, :func:`upsample`: model grid <-> radar grid
-  (see :mod:`nowcast.radar.grid_ops`).
+  (see :mod:`nowcast.radar.grid_ops`). They need torch, which is imported on
+  first use of either name (``from nowcast.radar import pool`` works as ever), so
+  that reading and writing files (the monitor, the CLI) never loads torch.
 """
 
-from nowcast.radar.grid_ops import pool, upsample
+from typing import Any
+
 from nowcast.radar.ldata import LatestDataInfo, read_latest_data_info
 from nowcast.radar.reader import read_scan
 from nowcast.radar.scan import Grid, Origin, Scan
@@ -34,3 +37,17 @@ __all__ = [
     "write_forecast_set",
     "write_scan",
 ]
+
+_LAZY = {"pool": "nowcast.radar.grid_ops", "upsample": "nowcast.radar.grid_ops"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-using names (``pool``, ``upsample``) on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

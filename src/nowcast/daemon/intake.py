@@ -1,0 +1,151 @@
+"""Intake: which scan files are ready, and taking each one once.
+
+Contract
+--------
+:class:`Intake` is the step's side of watching (the observer's side only queues,
+:mod:`~nowcast.daemon.watcher`):
+
+- :meth:`~Intake.collect` drains the :class:`~nowcast.daemon.watcher.PathQueue`:
+  ``READY`` paths are ready; ``SEEN`` paths wait in the
+  :class:`~nowcast.daemon.watcher.QuietTracker` until still for ``daemon.quiet_s``;
+  a new ``FOLDER`` is listed. When :attr:`~Intake.next_reconcile` is due (at start,
+  after a sequence restart, every ``daemon.reconcile_interval_s``) the newest scans
+  on disk are listed too (:func:`~nowcast.daemon.watcher.reconcile`). A listed file
+  whose mtime is older than the quiet time is ready at once, a newer one waits.
+  It returns the ready files not yet taken, ordered by the time in their names.
+- :meth:`~Intake.take` takes one version of a file (size, mtime, inode) at most
+  once: reads and pools it (:func:`~nowcast.daemon.ingest.read_pooled`), moves a
+  refused file aside (:func:`~nowcast.daemon.ingest.reject`), and says whether its
+  scan time was already taken (each scan time is taken once). What it remembers is
+  bounded: versions too old for any reconcile to list, and scan times more than
+  twice the buffer's reach before the newest, are forgotten.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nowcast.daemon.ingest import name_time, read_pooled, reject
+from nowcast.daemon.watcher import (
+    Kind,
+    PathQueue,
+    QuietTracker,
+    Signature,
+    reconcile,
+    stat_signature,
+)
+from nowcast.errors import ScanError
+from nowcast.radar import Scan
+
+
+@dataclass
+class Taken:
+    """What :meth:`Intake.take` did with one file."""
+
+    path: Path
+    kind: str  # "scan", "duplicate", "rejected"
+    scan: Scan | None = None
+    frame: np.ndarray | None = None
+    closed: float | None = None  # the file's mtime
+    taken_wall: float | None = None  # time.time() when read
+    reason: str = ""  # rejected: why
+    moved: Path | None = None  # rejected: where it went
+    error: str | None = None  # rejected: why it could not be moved
+    first: Path | None = None  # duplicate: the file that had this scan time
+
+
+class Intake:
+    """Ready files and taking them (see the module contract)."""
+
+    def __init__(self, settings: Any, queue: PathQueue) -> None:
+        d, g, p = settings.daemon, settings.grid, settings.paths
+        self.settings = settings
+        self.queue = queue
+        self.tracker = QuietTracker(d.quiet_s)
+        self.ignore = [p.rejected_dir, p.archive_dir, p.output_dir, p.state_dir]
+        self.horizon_s = g.input_frames * g.interval_s * d.max_gap_factor
+        self.next_reconcile: datetime | None = None
+        self._seen: dict[Path, Signature] = {}
+        self._taken_times: dict[datetime, Path] = {}
+
+    @property
+    def pending(self) -> int:
+        """Paths queued or waiting for their quiet time."""
+        return len(self.queue) + len(self.tracker)
+
+    def collect(self, now: datetime, settle: bool = False) -> list[Path]:
+        """The files ready to take now (see the module contract)."""
+        ts = now.timestamp()
+        quiet = self.tracker.quiet_s
+        pattern = self.settings.daemon.pattern
+        ready: dict[Path, None] = {}
+
+        def consider(path: Path, sig: Signature) -> None:
+            if self._seen.get(path) == sig:
+                return
+            if settle or ts - sig.mtime_ns / 1e9 >= quiet:
+                self.tracker.discard(path)
+                ready[path] = None
+            elif path not in self.tracker:
+                self.tracker.observe(path, ts)
+
+        for path, kind in self.queue.drain():
+            if kind is Kind.READY:
+                self.tracker.discard(path)
+                ready[path] = None
+            elif kind is Kind.SEEN:
+                if path not in ready:
+                    self.tracker.observe(path, ts)
+            else:  # a new folder: what it holds raised no events
+                for p, sig in reconcile(path, pattern, self.horizon_s, self.ignore):
+                    consider(p, sig)
+        if self.next_reconcile is not None and now >= self.next_reconcile:
+            found = reconcile(
+                self.settings.paths.input_dir, pattern, self.horizon_s, self.ignore
+            )
+            for path, sig in found:
+                consider(path, sig)
+            if found:  # forget versions too old for any reconcile to list again
+                oldest = found[0][1].mtime_ns - int(2 * self.horizon_s * 1e9)
+                self._seen = {
+                    p: s for p, s in self._seen.items() if s.mtime_ns >= oldest
+                }
+            interval = self.settings.daemon.reconcile_interval_s
+            self.next_reconcile = now + timedelta(seconds=interval)
+        ready.update(dict.fromkeys(self.tracker.ready(ts, settle)))
+        files = [p for p in ready if self._seen.get(p) != stat_signature(p)]
+        far = datetime.max.replace(tzinfo=timezone.utc)
+        return sorted(files, key=lambda p: (name_time(p) or far, str(p)))
+
+    def take(self, path: Path, now: datetime) -> Taken | None:
+        """Take one file (see the module contract); None when there is nothing
+        to take (it vanished, or this version was taken already)."""
+        sig = stat_signature(path)
+        if sig is None or self._seen.get(path) == sig:
+            return None
+        self._seen[path] = sig
+        try:
+            scan, frame = read_pooled(path, self.settings)
+        except ScanError as exc:
+            p = self.settings.paths
+            moved, error = reject(path, exc.reason, p.input_dir, p.rejected_dir, now)
+            return Taken(path, "rejected", reason=exc.reason, moved=moved, error=error)
+        first = self._taken_times.get(scan.time)
+        if first is not None:
+            return Taken(path, "duplicate", scan=scan, first=first)
+        self._taken_times[scan.time] = path
+        return Taken(
+            path, "scan", scan=scan, frame=frame, closed=sig.mtime_ns / 1e9,
+            taken_wall=time.time(),
+        )
+
+    def forget_before(self, newest: datetime) -> None:
+        """Forget scan times too old to matter (twice the reconcile horizon)."""
+        limit = newest - timedelta(seconds=2 * self.horizon_s)
+        self._taken_times = {t: p for t, p in self._taken_times.items() if t >= limit}

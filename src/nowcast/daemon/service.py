@@ -1,0 +1,437 @@
+"""The daemon: ``initialize()``, then ``step(now)`` over and over, then ``shutdown()``.
+
+Contract
+--------
+:class:`Daemon` owns everything but threads and signals (those are
+:mod:`~nowcast.daemon.loop`'s). One :meth:`~Daemon.step` does, in order:
+
+1. **Collect** (:class:`~nowcast.daemon.intake.Intake`): the paths the watcher
+   queued, the files whose quiet time passed, new folders, and every
+   ``daemon.reconcile_interval_s`` (and at once after a sequence restart, and at
+   start-up) the newest scan files on disk.
+2. **Ingest** each ready file once (a version is its size, mtime and inode), oldest
+   name first: read and pool it (:mod:`~nowcast.daemon.ingest`); a refused file is
+   moved to ``paths.rejected_dir`` with a ``.reason`` and an event, and never
+   read again; a scan time already taken is a duplicate (ignored). The scan goes
+   into the :class:`~nowcast.daemon.buffer.ScanBuffer`, into the archive, and
+   verifies every kept forecast valid at its time (scores to the store).
+3. **Forecast** when the buffer holds ``grid.input_frames`` consecutive scans whose
+   newest has not been forecast: the model (or the fallback, when there is no model
+   or it fails) through :func:`nowcast.pipeline.forecast_and_write`, exactly as
+   ``nowcast predict``; then the baselines for verification. A write that fails
+   (unwritable directory, full disk) leaves no partial file, is logged, and is
+   retried on a step at least ``daemon.retry_interval_s`` later (a newer scan
+   replaces it).
+4. **Model**: notice a replaced checkpoint and hot-reload it
+   (:class:`~nowcast.daemon.models.ModelManager`).
+5. **Archive** pruning, every reconcile interval.
+6. **Status**: replace ``status.json`` (:mod:`~nowcast.daemon.status`).
+
+Each stage is guarded: an exception is logged with its traceback, recorded as an
+event and counted in the status, and the step goes on; nothing that reaches the
+daemon stops it. ``now`` is the step's clock (timezone-aware); tests pass a fake
+one. :meth:`~Daemon.step` returns a :class:`StepReport` of what it did.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nowcast import __version__
+from nowcast.daemon.archive import Archive
+from nowcast.daemon.buffer import Entry, Outcome, ScanBuffer
+from nowcast.daemon.forecast import baseline_forecasts, forecast_sequence, latency_s
+from nowcast.daemon.intake import Intake
+from nowcast.daemon.models import (
+    ModelManager,
+    Provider,
+    model_provider,
+    probe_input,
+    resolve_device,
+)
+from nowcast.daemon.recorder import Recorder
+from nowcast.daemon.schedule import next_retrain
+from nowcast.daemon.status import build_status, write_status
+from nowcast.daemon.verify import LiveVerifier
+from nowcast.daemon.watcher import PathQueue
+from nowcast.errors import ForecastWriteError
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class StepReport:
+    """What one step did."""
+
+    now: datetime
+    taken: list[Path] = field(default_factory=list)
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # path -> outcome
+    forecasts: list[Any] = field(default_factory=list)  # PipelineResult
+    write_failures: list[str] = field(default_factory=list)
+    scored: int = 0  # score rows written
+    reload: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Daemon:
+    """The operational daemon (see the module contract)."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        provider: Provider | None = None,
+        queue: PathQueue | None = None,
+        clock=utc_now,
+    ) -> None:
+        self.queue = queue or PathQueue()
+        self.clock = clock
+        self._provider = provider
+        self.recorder = Recorder(settings.paths.store, clock)
+        self.state = "created"
+        self.started: datetime | None = None
+        self.counts = dict(taken=0, rejected=0, duplicates=0, forecasts=0, scores=0)
+        self.last_scan: dict[str, Any] | None = None
+        self.last_forecast: dict[str, Any] | None = None
+        self.last_verification: dict[str, Any] | None = None
+        self._last_issue: datetime | None = None
+        self._retry: tuple[datetime, datetime] | None = None  # (issue, not before)
+        self._configure(settings)
+
+    def _configure(self, settings: Any) -> None:
+        self.settings = settings
+        d, g, p = settings.daemon, settings.grid, settings.paths
+        self.intake = Intake(settings, self.queue)
+        self.buffer = ScanBuffer(g.input_frames, g.interval_s, d.max_gap_factor)
+        self.verifier = LiveVerifier(
+            settings.verification, max_issues=g.output_frames + 1
+        )
+        self.archive = Archive(
+            p.archive_dir, d.archive, d.archive_keep_days, d.archive_max_gb, p.input_dir
+        )
+        self._next_prune: datetime | None = None
+        self.device = resolve_device(d.device)
+        provider = self._provider or model_provider(settings)
+        self.models = ModelManager(settings, provider, self.device, self._probe)
+        self._baselines: dict[str, Any] = {}
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def initialize(self, now: datetime | None = None, *, _event: bool = True) -> None:
+        """Check folders, take the newest scans on disk, load the model.
+
+        Raises
+        ------
+        ConfigError
+            When ``paths.input_dir`` is missing or the state folders cannot be made.
+        """
+        now = now or self.clock()
+        self.started = self.started or now
+        self.state = "starting"
+        p = self.settings.paths
+        self.settings.require_dirs("input_dir")
+        self.settings.require_dirs("state_dir", "rejected_dir", create=True)
+        for key in ("output_dir", "archive_dir"):
+            try:
+                getattr(p, key).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.recorder.event(
+                    "error", "output", f"paths.{key}: cannot create "
+                    f"{getattr(p, key)}: {exc.strerror or exc}", time=now,
+                )
+        next_retrain(self.settings.retrain, now)  # a bad cron is a config error
+        # the newest scans on disk first: the model's test forecast runs on them
+        self.intake.next_reconcile = now
+        report = StepReport(now)
+        for path in self._guard("collect", self.intake.collect, now) or []:
+            self._guard("ingest", self._ingest, path, now, report)
+        self.models.start(now)
+        self._build_baselines()
+        self._next_prune = now
+        if _event:
+            self.recorder.event(
+                "info", "daemon_started",
+                f"nowcast {__version__} started (pid {os.getpid()}, device "
+                f"{self.device}, {self.models.describe()['method']})", time=now,
+            )
+        self.state = "running"
+        self._guard("status", self._write_status, now)
+
+    def reload(self, settings: Any, now: datetime | None = None) -> None:
+        """New settings (SIGHUP): rebuild the buffer from disk, load the model again.
+
+        The loaded model stays until the new load passes its test forecast; kept
+        forecasts stay pending when ``[verification]`` and ``[grid]`` are unchanged.
+        """
+        now = now or self.clock()
+        old = self.settings
+        models, verifier = self.models, self.verifier
+        self._configure(settings)
+        self.models.current = models.current  # replaced only by a tested load
+        if (settings.verification, settings.grid) == (old.verification, old.grid):
+            self.verifier = verifier
+        if settings.paths.store != old.paths.store:
+            self.recorder.close()
+            self.recorder = Recorder(settings.paths.store, self.clock)
+        self.initialize(now, _event=False)
+        self.recorder.event(
+            "info", "reload",
+            f"configuration reloaded; {self.models.describe()['method']} forecasts",
+            time=now,
+        )
+
+    def shutdown(self, now: datetime | None = None) -> None:
+        now = now or self.clock()
+        self.state = "stopped"
+        self.recorder.event("info", "daemon_stopped", "nowcast stopped", time=now)
+        self._guard("status", self._write_status, now)
+        self.recorder.close()
+
+    # -- one step ---------------------------------------------------------------
+
+    def step(self, now: datetime | None = None, *, settle: bool = False) -> StepReport:
+        """One pass (see the module contract); ``settle`` takes every file now."""
+        now = now or self.clock()
+        t0 = time.perf_counter()
+        report = StepReport(now)
+        ready = self._guard("collect", self.intake.collect, now, settle) or []
+        for path in ready:
+            self._guard("ingest", self._ingest, path, now, report)
+        self._guard("forecast", self._maybe_forecast, now, report)
+        report.reload = self._guard("model", self.models.poll, now)
+        if report.reload is not None:
+            ok = report.reload["ok"]
+            self.recorder.event(
+                "info" if ok else "error", "model_reload", report.reload["message"],
+                time=now,
+            )
+        self._guard("archive", self._maybe_prune, now)
+        report.seconds = time.perf_counter() - t0
+        self._guard("status", self._write_status, now, report)
+        return report
+
+    def _guard(self, stage: str, fn, *args):
+        try:
+            return fn(*args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            message = f"{stage}: {type(exc).__name__}: {exc}"
+            report = args[-1] if args and isinstance(args[-1], StepReport) else None
+            if report is not None:
+                report.errors.append(message)
+            self.recorder.event("error", "error", message, exc_info=True)
+            return None
+
+    # -- ingest -----------------------------------------------------------------
+
+    def _ingest(self, path: Path, now: datetime, report: StepReport) -> None:
+        taken = self.intake.take(path, now)
+        if taken is None:
+            return  # gone (moved by its writer), or this version taken already
+        if taken.kind == "rejected":
+            self.counts["rejected"] += 1
+            report.rejected.append((path, taken.reason))
+            where = (
+                f"moved to {taken.moved}" if taken.moved
+                else f"left in place ({taken.error})"
+            )
+            self.recorder.event(
+                "warning", "rejected_scan",
+                f"{path.name} rejected: {taken.reason}; {where}", path=path, time=now,
+            )
+            return
+        scan = taken.scan
+        if taken.kind == "duplicate":
+            self.counts["duplicates"] += 1
+            report.outcomes[str(path)] = Outcome.DUPLICATE
+            self.recorder.event(
+                "warning", "duplicate_scan",
+                f"{path.name}: scan time {scan.time:%F %T}Z already taken from "
+                f"{taken.first}; ignored", path=path, time=now,
+            )
+            return
+        entry = Entry(scan, taken.frame, path, taken=now, closed=taken.closed)
+        entry.extra["taken_wall"] = taken.taken_wall
+        outcome = self.buffer.add(entry)
+        report.outcomes[str(path)] = outcome
+        report.taken.append(path)
+        self.counts["taken"] += 1
+        self._log_outcome(entry, outcome, now)
+        self.last_scan = {"time": scan.time, "path": path, "taken": now}
+        try:
+            self.archive.keep(path, scan.time)
+        except OSError as exc:
+            self.recorder.event(
+                "warning", "archive", f"cannot archive {path.name}: "
+                f"{exc.strerror or exc}", path=path, time=now,
+            )
+        self._verify(scan.time, taken.frame, now, report)
+        self.intake.forget_before(self.buffer.newest.time)
+
+    def _log_outcome(self, entry: Entry, outcome: Outcome, now: datetime) -> None:
+        name = entry.path.name if entry.path else str(entry.time)
+        fill = f"{self.buffer.fill}/{self.buffer.capacity}"
+        if outcome in (Outcome.ADDED, Outcome.LATE):
+            self.recorder.event(
+                "info", "scan", f"{name}: {outcome.value}, buffer {fill}",
+                store=False, scan_time=f"{entry.time:%FT%TZ}",
+            )
+        elif outcome in (Outcome.RESTART, Outcome.GRID_CHANGE):
+            why = "a gap" if outcome is Outcome.RESTART else "a new grid"
+            self.recorder.event(
+                "warning", "sequence_restart",
+                f"{name}: {why} restarts the sequence (buffer {fill})",
+                path=entry.path, time=now,
+            )
+            self.intake.next_reconcile = now  # rebuild from the newest on disk
+        else:
+            self.recorder.event(
+                "warning", "scan_ignored", f"{name}: {outcome.value}; ignored",
+                path=entry.path, time=now,
+            )
+
+    def _verify(self, t: datetime, frame: np.ndarray, now, report) -> None:
+        scored = self.verifier.observe(t, frame)
+        csi: dict[str, dict[str, float]] = {}
+        for s in scored:
+            report.scored += self.recorder.scores(
+                s.issue_time, s.valid_time, s.method, s.model, s.rows
+            )
+            csi[s.method] = {
+                str(thr): s.csi(thr) for thr in self.settings.verification.thresholds
+            }
+        if scored:
+            self.counts["scores"] += len(scored)
+            self.last_verification = {"time": t, "leads": len(scored), "csi": csi}
+
+    # -- forecast ---------------------------------------------------------------
+
+    def _maybe_forecast(self, now: datetime, report: StepReport) -> None:
+        seq = self.buffer.sequence()
+        if seq is None or seq[-1].time == self._last_issue:
+            return
+        issue = seq[-1].time
+        if self._retry is not None and self._retry[0] == issue and now < self._retry[1]:
+            return
+        try:
+            made = forecast_sequence(seq, self.settings, self.models)
+        except Exception as exc:  # writing failed (or the fallback did): retry
+            wait = self.settings.daemon.retry_interval_s
+            self._retry = (issue, now + timedelta(seconds=wait))
+            message = str(exc) if isinstance(exc, ForecastWriteError) else (
+                f"{type(exc).__name__}: {exc}"
+            )
+            report.write_failures.append(message)
+            self.recorder.event(
+                "error", "forecast_failed",
+                f"forecast {issue:%FT%TZ} failed, retried in {wait:g} s: {message}",
+                time=now,
+            )
+            return
+        self._retry = None
+        self._last_issue = issue
+        latency = latency_s(seq[-1])
+        result, files = made.result, [f.path for f in made.result.files]
+        if made.fallback_reason:
+            self.recorder.event("error", "fallback", made.fallback_reason, time=now)
+        self.counts["forecasts"] += 1
+        report.forecasts.append(result)
+        self.last_forecast = {
+            "issue_time": issue, "method": made.method, "model": made.model or None,
+            "latency_s": latency, "seconds": result.seconds, "files": len(files),
+            "output_dir": files[0].parent if files else None, "written": now,
+            "fallback_reason": made.fallback_reason or self.models.fallback_reason,
+        }
+        self.recorder.event(
+            "info", "forecast",
+            f"forecast {issue:%FT%TZ} by {made.method}: {len(files)} files, "
+            f"{latency:.2f} s from the scan's close", store=False,
+        )
+        self.recorder.forecast(
+            issue, made.method, made.model, len(files), latency, files
+        )
+        interval = self.settings.grid.interval_s
+        self.verifier.add_forecast(
+            issue, made.method, made.model, result.forecast.dbz, interval
+        )
+        dbz, errors = baseline_forecasts(
+            self._baselines, seq, self.settings, skip=made.method
+        )
+        for name, volumes in dbz.items():
+            self.verifier.add_forecast(issue, name, None, volumes, interval)
+        for name, error in errors.items():
+            self.recorder.event(
+                "warning", "baseline", f"baseline {name} failed: {error}", time=now
+            )
+        self.verifier.expire(issue - timedelta(seconds=self.buffer.span_s))
+
+    def _build_baselines(self) -> None:
+        from nowcast.baselines import get_forecaster
+
+        self._baselines = {}
+        for name in self.settings.daemon.verify_baselines:
+            try:
+                self._baselines[name] = get_forecaster(name, self.settings)
+            except Exception as exc:
+                self.recorder.event(
+                    "warning", "baseline", f"baseline {name} unavailable: {exc}"
+                )
+
+    def _probe(self, forecaster: Any) -> tuple[np.ndarray, list[datetime], float]:
+        """Input for a test forecast: the newest run, else zeros on its grid."""
+        g, r = self.settings.grid, self.settings.radar
+        seq = self.buffer.sequence()
+        if seq is not None:
+            frames = np.stack([e.frame for e in seq])
+            grid = seq[-1].scan.grid.pooled(g.pool_factor)
+            return frames, [e.time for e in seq], grid.dx_m
+        newest = self.buffer.newest
+        if newest is not None:
+            shape = newest.frame.shape
+            dx = newest.scan.grid.pooled(g.pool_factor).dx_m
+        else:
+            trained = list(getattr(forecaster, "levels", None) or [2])
+            shape = (
+                r.expected_levels or trained[0],
+                (r.expected_ny or 64) // g.pool_factor,
+                (r.expected_nx or 64) // g.pool_factor,
+            )
+            dx = 1000.0 * g.pool_factor
+        frames, times = probe_input(g.input_frames, shape, self.clock(), g.interval_s)
+        return frames, times, dx
+
+    # -- housekeeping -----------------------------------------------------------
+
+    def _maybe_prune(self, now: datetime) -> None:
+        if self._next_prune is None or now < self._next_prune:
+            return
+        self._next_prune = now + timedelta(
+            seconds=self.settings.daemon.reconcile_interval_s
+        )
+        if self.archive.enabled:
+            pruned = self.archive.prune(now)
+            if pruned.removed:
+                self.recorder.event(
+                    "info", "archive_pruned",
+                    f"archive: {pruned.removed} old scans removed "
+                    f"({pruned.freed_bytes / 1e6:.0f} MB)", time=now,
+                )
+
+    def status(self, now: datetime, report: StepReport | None = None) -> dict:
+        """The content of ``status.json`` (see :mod:`nowcast.daemon.status`)."""
+        return build_status(self, now, report.seconds if report else None)
+
+    def _write_status(self, now: datetime, report: StepReport | None = None) -> None:
+        write_status(self.settings.paths.status_file, self.status(now, report))

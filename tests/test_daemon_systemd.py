@@ -1,0 +1,62 @@
+"""The systemd units: `systemd-analyze verify` finds nothing to say about them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+UNITS = REPO / "systemd"
+INSTALLED = "/opt/nowcast/.venv/bin/nowcast"
+
+needs_systemd = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze not installed (Debian package systemd)",
+)
+
+
+def _local_copy(tmp_path, name: str, as_name: str | None = None):
+    """The unit with ExecStart pointing at this checkout's ``nowcast``
+    (verify checks that the program exists)."""
+    here = os.path.join(os.path.dirname(sys.executable), "nowcast")
+    text = (UNITS / name).read_text().replace(INSTALLED, here)
+    target = tmp_path / (as_name or name)
+    target.write_text(text)
+    return target
+
+
+@needs_systemd
+@pytest.mark.parametrize(
+    "name, as_name",
+    [("nowcast.service", None), ("nowcast@.service", "nowcast@radar1.service")],
+)
+def test_systemd_analyze_verify_has_no_warnings(tmp_path, name, as_name):
+    unit = _local_copy(tmp_path, name, as_name)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "" and done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("name", ["nowcast.service", "nowcast@.service"])
+def test_units_say_what_the_issue_asks(name):
+    text = (UNITS / name).read_text()
+    for line in (
+        "Type=notify", "Restart=on-failure", "RestartPreventExitStatus=78",
+        "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true",
+        "NoNewPrivileges=true", "User=nowcast", "WatchdogSec=",
+        "DeviceAllow=/dev/nvidiactl rw", "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
+        assert line in text, line
+    assert "StateDirectory=nowcast" in text
+    assert "ReadWritePaths=" in text
+    if "@" in name:
+        assert "--config /etc/nowcast/%i.toml" in text
+    assert (UNITS / "INSTALL.md").exists()
