@@ -295,7 +295,7 @@ def write_forecast_set(
                     writer=writer,
                 ),
             )
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # netCDF4: HDF errors (disk full)
             raise ForecastWriteError(
                 f"{target}: cannot write forecast: {exc.strerror or exc}"
             ) from exc
