@@ -17,3 +17,10 @@ fi
 # Optional: Py-ART, so a test proves pyart.io.read_grid opens our forecasts.
 .venv/bin/python -m pip install --quiet arm_pyart \
     || echo "arm_pyart not installed: its test will be skipped"
+# Optional: systemd-analyze, so a test verifies the unit files (Debian package systemd).
+if ! command -v systemd-analyze >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends systemd >/dev/null) \
+        || echo "systemd not installed: the unit-file test will be skipped"
+fi
