@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nowcast.logging import configure_logging
 
     json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
-    stream = sys.stdout if getattr(module, "LOGS_TO_STDOUT", False) else sys.stderr
+    stream = "stdout" if getattr(module, "LOGS_TO_STDOUT", False) else "stderr"
     configure_logging("debug" if args.verbose else "info", stream=stream, json=json_logs)
     try:
         settings = load_config(args.config)

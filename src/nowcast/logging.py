@@ -18,8 +18,31 @@ import structlog
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
+class _CurrentStream:
+    """``sys.stdout`` or ``sys.stderr`` as it is at each write, not at set-up.
+
+    Tests and embedding applications swap those objects; a logger that kept the
+    old one would write to a closed file.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+    def isatty(self) -> bool:
+        stream = getattr(sys, self.name)
+        return hasattr(stream, "isatty") and stream.isatty()
+
+
 def configure_logging(
-    level: str = "info", stream: TextIO | None = None, json: bool | None = None
+    level: str = "info",
+    stream: TextIO | str | None = None,
+    json: bool | None = None,
 ) -> None:
     """Configure structlog (and the standard logging it may route to).
 
@@ -28,12 +51,14 @@ def configure_logging(
     level
         ``debug``, ``info`` or ``warning``.
     stream
-        Where log lines go; ``sys.stderr`` by default.
+        Where log lines go: a file object, or ``"stdout"`` / ``"stderr"`` (the
+        default) meaning whatever ``sys.stdout`` / ``sys.stderr`` is at each write.
     json
         Force JSON lines (True) or console lines (False); by default JSON unless
         ``stream`` is a terminal.
     """
-    stream = stream or sys.stderr
+    if stream is None or isinstance(stream, str):
+        stream = _CurrentStream(stream or "stderr")
     if json is None:
         json = not (hasattr(stream, "isatty") and stream.isatty())
     numeric = _LEVELS.get(level, logging.INFO)
@@ -55,4 +80,4 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream)
+    logging.basicConfig(level=max(numeric, logging.WARNING))
