@@ -23,14 +23,14 @@ write failed, or there was nothing to forecast; 2 for wrong arguments.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
+
+from nowcast.radar.names import time_from_name
 
 HELP = "forecast offline over a directory of scans and write TITAN forecast files"
 
-_FILE_TIME = re.compile(r"(\d{8})\D?(\d{6})")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,18 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit", type=int, metavar="N", help="forecast at most the first N sequences"
     )
-
-
-def _name_time(path: Path) -> datetime | None:
-    match = _FILE_TIME.search(path.name)
-    if not match:
-        return None
-    try:
-        return datetime.strptime("".join(match.groups()), "%Y%m%d%H%M%S").replace(
-            tzinfo=timezone.utc
-        )
-    except ValueError:
-        return None
 
 
 def _choose_method(args, settings) -> tuple[str, dict]:
@@ -124,7 +112,7 @@ class _Scans:
         """Times (from names, else read) in order, and their files."""
         dated: dict[datetime, Path] = {}
         for path in files:
-            when = _name_time(path)
+            when = time_from_name(path)
             if when is None:  # no time in the name: read it now
                 scan = self.read(path)
                 if scan is None:

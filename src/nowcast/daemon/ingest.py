@@ -20,7 +20,6 @@ Contract
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,20 +30,9 @@ import numpy as np
 from nowcast.errors import ScanError
 from nowcast.fsutil import write_text_atomic
 from nowcast.radar import Scan, pool, read_scan
+from nowcast.radar.names import time_from_name
 
-_FILE_TIME = re.compile(r"(\d{8})\D?(\d{6})")
-
-
-def name_time(path: Path) -> datetime | None:
-    match = _FILE_TIME.search(path.name)
-    if not match:
-        return None
-    try:
-        return datetime.strptime("".join(match.groups()), "%Y%m%d%H%M%S").replace(
-            tzinfo=timezone.utc
-        )
-    except ValueError:
-        return None
+name_time = time_from_name
 
 
 def read_pooled(path: Path, settings: Any) -> tuple[Scan, np.ndarray]:

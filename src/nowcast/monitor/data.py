@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,9 +38,8 @@ from nowcast.monitor.status import (
     judge_daemon,
     read_status,
 )
+from nowcast.radar.names import time_from_name
 from nowcast.store import MetricsReader, StoreError
-
-_NAME_TIME = re.compile(r"(\d{8})\D?(\d{6})")
 
 
 @dataclass(frozen=True)
@@ -90,14 +88,7 @@ def open_store(ws: Workspace) -> tuple[MetricsReader | None, str | None]:
 
 def file_time(path: Path) -> datetime | None:
     """The ``yyyymmdd?hhmmss`` time in a file name, or None."""
-    match = _NAME_TIME.search(path.name)
-    if match is None:
-        return None
-    try:
-        when = datetime.strptime("".join(match.groups()), "%Y%m%d%H%M%S")
-    except ValueError:
-        return None
-    return when.replace(tzinfo=timezone.utc)
+    return time_from_name(path)
 
 
 def latest_scan(directory: Path, pattern: str = "*.nc") -> tuple[datetime, Path] | None:

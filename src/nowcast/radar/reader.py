@@ -29,7 +29,6 @@ unexpected shape, an unreadable time, nothing but NaN, values that are not dBZ) 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +38,7 @@ import netCDF4
 import numpy as np
 
 from nowcast.errors import ScanError
+from nowcast.radar.names import time_from_name
 from nowcast.radar.scan import Grid, Origin, Scan
 
 REFLECTIVITY_NAMES = ("DBZ", "DBZH", "reflectivity", "REF")
@@ -47,7 +47,6 @@ _X_NAMES = {"x", "x0", "x1"}
 _Y_NAMES = {"y", "y0", "y1"}
 _Z_NAMES = {"z", "z0", "z1", "level", "levels", "altitude", "height"}
 _T_NAMES = {"time", "t", "time0"}
-_FILE_TIME = re.compile(r"(\d{8})\D?(\d{6})")
 _MAX_PLAUSIBLE_DBZ = 130.0
 
 
@@ -165,14 +164,9 @@ def _scan_time(ds: netCDF4.Dataset, path: Path) -> datetime:
             reason = f"time variable unreadable ({exc})"
     else:
         reason = "no time variable with CF units"
-    match = _FILE_TIME.search(path.name)
-    if match:
-        try:
-            return datetime.strptime(
-                match.group(1) + match.group(2), "%Y%m%d%H%M%S"
-            ).replace(tzinfo=timezone.utc)
-        except ValueError:
-            pass
+    when = time_from_name(path)
+    if when is not None:
+        return when
     raise ScanError(
         path, f"cannot tell the scan time: {reason} and no yyyymmdd_hhmmss in the name"
     )

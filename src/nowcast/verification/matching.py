@@ -33,12 +33,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from nowcast.errors import NowcastError, ScanError
+from nowcast.radar.names import time_from_name
 
 _DATE = re.compile(r"^\d{8}$")
 _GEN = re.compile(r"^g_(\d{6})$")
 _LEAD = re.compile(r"^f_(\d{8})\.nc$")
 _VALID = re.compile(r"^(\d{6})\.nc$")
-_NAME_TIME = re.compile(r"(\d{8})\D?(\d{6})")
 
 
 class VerificationError(NowcastError):
@@ -259,8 +259,7 @@ def index_observations(
             continue
         if skip is not None and path.resolve().is_relative_to(skip):
             continue
-        match = _NAME_TIME.search(path.name)
-        when = _parse_time(match.group(1), match.group(2)) if match else None
+        when = time_from_name(path)
         if when is None:
             try:
                 when = read_scan(path).time
