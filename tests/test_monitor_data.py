@@ -310,3 +310,19 @@ def test_a_broken_store_is_a_note_not_a_crash(empty):
     h = load_health(empty, NOW)
     assert any("state/nowcast.sqlite" in note for note in h.notes)
     assert load_skill(empty, NOW).notes and load_training(empty).notes
+
+
+def test_fields_compare_by_identity_not_by_array():
+    """A view compares (title, field) tuples to skip redraws; arrays must not raise."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import numpy as np
+
+    from nowcast.monitor.forecasts import Field
+
+    t = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    a = Field(Path("a.nc"), t, None, np.zeros((4, 4)), 1, None, 0.0)
+    b = Field(Path("a.nc"), t, None, np.zeros((4, 4)), 1, None, 0.0)
+    assert ("x", a) != ("x", b)
+    assert ("x", a) == ("x", a)

@@ -203,9 +203,13 @@ def find_forecast_set(ws: Workspace) -> ForecastSet:
 # -- fields ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Field:
-    """One 2D field to show: north up, dBZ, NaN where the radar did not see."""
+    """One 2D field to show: north up, dBZ, NaN where the radar did not see.
+
+    Compared by identity (``eq=False``): dataclass equality would compare the
+    ``values`` arrays element-wise and raise when a view checks for a change.
+    """
 
     path: Path
     time: datetime

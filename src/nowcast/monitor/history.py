@@ -109,14 +109,22 @@ def load_skill(ws: Workspace, now: datetime) -> Skill:
     hours = cfg.monitor.chart_hours
     thresholds = tuple(sorted(cfg.verification.thresholds))
     chart_thr = cfg.monitor.chart_threshold
-    hour0 = now.replace(minute=0, second=0, microsecond=0)
-    times = tuple(hour0 - timedelta(hours=hours - 1 - k) for k in range(hours))
     reader, note = open_store(ws)
     if reader is None:
+        hour0 = now.replace(minute=0, second=0, microsecond=0)
+        times = tuple(hour0 - timedelta(hours=hours - 1 - k) for k in range(hours))
         return Skill(
             (), (), ws.leads_s(), thresholds, chart_thr, times, {}, notes=(note or "",)
         )
     with reader:
+        # Periods end at the newest verified time: now on a live system; the end
+        # of the data when the feed stopped or ran on an accelerated clock (demo).
+        latest = reader.latest_forecast()
+        if latest is not None:
+            newest = latest["issue_time"] + timedelta(seconds=max(ws.leads_s()))
+            now = min(now, newest)
+        hour0 = now.replace(minute=0, second=0, microsecond=0)
+        times = tuple(hour0 - timedelta(hours=hours - 1 - k) for k in range(hours))
         promoted, promoted_model = _promotion(reader)
         if promoted is not None:
             since_label = f"since promotion {promoted:%Y-%m-%d %H:%MZ}"
