@@ -139,7 +139,7 @@ def run(args, settings) -> int:
     )
     # Scan times run `interval` apart while wall time runs `every` apart: start
     # far enough back that the newest scan time is about now at the end.
-    n_scans = int((args.duration or 3600) / args.every) + 10
+    n_scans = int((args.duration or 3600) / args.every) + 2
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start = now - timedelta(seconds=interval * n_scans)
     start -= timedelta(seconds=start.timestamp() % interval)
