@@ -164,6 +164,7 @@ class CurriculumConfig(_Section):
     bf16: bool = True
     compile: bool = False
     checkpoint_activations: bool = False
+    channels_last: bool = True
     seed: int = 0
     phase1: PhaseConfig = PhaseConfig(
         first_epoch=0,

@@ -1,0 +1,102 @@
+"""Devices and data-parallel training (``torchrun --nproc-per-node N``).
+
+Contract
+--------
+- :func:`resolve_device` ``("auto" | "cpu" | "cuda")``: ``auto`` is CUDA when
+  torch sees a GPU. Asking for CUDA without one raises a ``NowcastError``.
+- :func:`setup` reads torchrun's environment (``WORLD_SIZE``, ``RANK``,
+  ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``). With ``WORLD_SIZE > 1`` it
+  joins the process group (``nccl`` on CUDA, each rank on ``cuda:LOCAL_RANK``;
+  ``gloo`` on the CPU) and returns a :class:`Dist` whose ``is_main`` is rank 0,
+  the only rank that writes checkpoints, store rows and progress. Without
+  torchrun it is a one-process :class:`Dist` and touches nothing.
+- :meth:`Dist.wrap` wraps the network in ``DistributedDataParallel`` (gradients
+  averaged every step); :func:`unwrap` gives the bare network back (checkpoints
+  never hold the ``module.`` prefix).
+- :meth:`Dist.close` leaves the group (idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from nowcast.errors import NowcastError
+
+__all__ = ["Dist", "resolve_device", "setup", "unwrap"]
+
+
+def resolve_device(setting: str | None) -> str:
+    """``auto``/None -> ``cuda`` when available, else ``cpu``."""
+    setting = (setting or "auto").lower()
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise NowcastError(
+            f"--device {setting}: torch sees no CUDA device here (use auto or cpu)"
+        )
+    if setting != "cpu" and not setting.startswith("cuda"):
+        raise NowcastError(f"--device {setting}: choose auto, cpu or cuda")
+    return setting
+
+
+@dataclass
+class Dist:
+    """Where this process stands in a (maybe one-process) training job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    initialised: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, net: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return net
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if self.device.startswith("cuda") else None
+        return DistributedDataParallel(net, device_ids=ids)
+
+    def barrier(self) -> None:
+        if self.initialised:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.initialised and dist.is_initialized():
+            dist.destroy_process_group()
+        self.initialised = False
+
+
+def setup(device_setting: str | None = "auto") -> Dist:
+    """Join torchrun's process group when there is one (see the contract)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_setting)
+    if world <= 1:
+        if device == "cuda":
+            device = "cuda:0" if torch.cuda.device_count() else device
+        return Dist(device=device)
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        device, backend = f"cuda:{local}", "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(rank, world, local, device, True)
+
+
+def unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """The bare network inside a DDP (or compiled) wrapper."""
+    while hasattr(net, "module"):
+        net = net.module
+    return net

@@ -1,0 +1,201 @@
+"""The trained ConvLSTM3D behind the forecaster interface (registry name ``model``).
+
+Contract (on top of :mod:`nowcast.baselines.interface`)
+-------------------------------------------------------
+- ``ModelForecaster(checkpoint, device="auto")`` loads a checkpoint written by
+  ``nowcast train`` (:func:`nowcast.curriculum.checkpoint.load_model`): the
+  network is rebuilt from the checkpoint's own constructor keywords, so any
+  architecture loads; a missing, corrupt or incompatible file raises
+  :class:`~nowcast.errors.ModelError` naming it. ``device="auto"`` is CUDA when
+  torch sees a GPU. :meth:`ModelForecaster.from_settings` defaults the
+  checkpoint to ``paths.production_model``, the device to ``daemon.device`` and
+  the floor to ``radar.dbz_floor``.
+- Input: the newest ``in_frames`` (8) of ``frames`` ``(t, z, y, x)`` dBZ (fewer
+  is a :class:`~nowcast.errors.ForecasterError`), mapped to unit range with the
+  checkpoint's ``dbz_min``/``dbz_max`` (NaN, no coverage, -> no echo). When the
+  network takes the optical-flow prior, it is pysteps' Lucas-Kanade on the
+  column maximum of the newest 3 frames (exactly what training used,
+  :func:`nowcast.curriculum.motion.flow_prior`); without pysteps that raises a
+  ``ForecasterError`` naming the extra.
+- Output: ``n_leads <= out_frames`` (7) leads, dBZ, clamped to
+  ``[dbz_floor, dbz_max]`` of the model, NaN wherever the newest frame had no
+  coverage; ``motion`` ``(n_leads, 2, y, x)`` m/s (x then y) from the advection
+  head's px/step: ``px * dx_m / interval_s`` (None for the ``plain`` head).
+  On CUDA the network runs under bf16 autocast (``bf16=True``).
+- Levels: the network itself takes any number of levels, but its skill holds
+  only for the level count it was trained on (the checkpoint's
+  ``data.levels``). Other input raises a ``ForecasterError`` saying so, unless
+  ``any_levels=True`` (an experiment, never the daemon's default).
+- ``info`` (also in every result's ``info``): checkpoint path, phase, epoch,
+  file mtime, device, levels trained on, and per forecast the seconds of the
+  flow and of the network.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nowcast.baselines.interface import (
+    Forecaster,
+    ForecastResult,
+    check_input,
+    step_seconds,
+)
+from nowcast.errors import ForecasterError
+
+__all__ = ["ModelForecaster"]
+
+
+class ModelForecaster(Forecaster):
+    """The trained network as a forecaster (see the module contract)."""
+
+    name = "model"
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        device: str = "auto",
+        *,
+        dbz_floor: float = 0.0,
+        bf16: bool = True,
+        any_levels: bool = False,
+    ) -> None:
+        import torch
+
+        from nowcast.curriculum.checkpoint import load_model
+        from nowcast.curriculum.distributed import resolve_device
+        from nowcast.errors import NowcastError
+
+        try:
+            self.device = resolve_device(device)
+        except NowcastError as exc:
+            raise ForecasterError(str(exc)) from None
+        self.checkpoint = Path(checkpoint)
+        self.net, self.meta = load_model(self.checkpoint, self.device)
+        self.dbz_floor = float(dbz_floor)
+        self.bf16 = bool(bf16) and self.device.startswith("cuda")
+        self.any_levels = bool(any_levels)
+        data = self.meta.get("data") or {}
+        self.dbz_min = float(data.get("dbz_min", 0.0))
+        self.dbz_max = float(data.get("dbz_max", 70.0))
+        self.levels = [int(v) for v in data.get("levels") or []]
+        self.in_frames = int(self.net.in_frames)
+        self.out_frames = int(self.net.out_frames)
+        self._torch = torch
+        mtime = datetime.fromtimestamp(self.checkpoint.stat().st_mtime, timezone.utc)
+        self.info = {
+            "checkpoint": str(self.checkpoint),
+            "phase": self.meta.get("phase"),
+            "epoch": self.meta.get("epoch"),
+            "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "device": self.device,
+            "levels": self.levels,
+            "flow_input": bool(self.net.flow_input),
+            "head": self.net.head,
+        }
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any = None, checkpoint: Any = None, **kwargs: Any
+    ) -> "ModelForecaster":
+        if settings is not None:
+            if checkpoint is None:
+                checkpoint = settings.paths.production_model
+            kwargs.setdefault("device", settings.daemon.device)
+            kwargs.setdefault("dbz_floor", settings.radar.dbz_floor)
+        if checkpoint is None:
+            raise ForecasterError(
+                "the model forecaster needs a checkpoint (--model CKPT or "
+                "paths.production_model)"
+            )
+        return cls(checkpoint, **kwargs)
+
+    # -- pieces ------------------------------------------------------------------
+    def _check(self, frames: np.ndarray, n_leads: int) -> None:
+        if frames.shape[0] < self.in_frames:
+            raise ForecasterError(
+                f"{self.checkpoint.name} needs the newest {self.in_frames} frames, "
+                f"got {frames.shape[0]}"
+            )
+        if n_leads > self.out_frames:
+            raise ForecasterError(
+                f"{self.checkpoint.name} forecasts {self.out_frames} leads, "
+                f"{n_leads} asked for"
+            )
+        nz = frames.shape[1]
+        if self.levels and nz not in self.levels and not self.any_levels:
+            trained = " or ".join(str(v) for v in self.levels)
+            raise ForecasterError(
+                f"{self.checkpoint.name} was trained on {trained}-level volumes and "
+                f"these scans have {nz} level(s): use a checkpoint trained on "
+                f"{nz}-level data (e.g. `nowcast train --levels {nz}` or real "
+                "composites), or pass any_levels=True to run it anyway"
+            )
+
+    def _flow(self, past: np.ndarray) -> np.ndarray:
+        from nowcast.curriculum.motion import FLOW_FRAMES, flow_prior
+
+        try:
+            return flow_prior(past[-FLOW_FRAMES:], self.dbz_floor)
+        except ForecasterError as exc:
+            raise ForecasterError(
+                f"{self.checkpoint.name} takes the optical-flow prior, which needs "
+                f"pysteps: {exc}"
+            ) from None
+
+    # -- the interface -----------------------------------------------------------
+    def forecast(
+        self,
+        frames: np.ndarray,
+        times: Sequence[datetime],
+        n_leads: int,
+        *,
+        dx_m: float,
+        interval_s: float | None = None,
+    ) -> ForecastResult:
+        torch = self._torch
+        from nowcast.model.normalise import from_unit, to_unit
+
+        check_input(frames, times, n_leads)
+        self._check(frames, n_leads)
+        step = step_seconds(times, interval_s)
+        past = np.asarray(frames[-self.in_frames :], dtype=np.float32)
+        t0 = time.perf_counter()
+        flow = self._flow(past) if self.net.flow_input else None
+        t1 = time.perf_counter()
+        x = torch.from_numpy(to_unit(past, self.dbz_min, self.dbz_max))[None]
+        x = x.to(self.device)
+        f = None if flow is None else torch.from_numpy(flow)[None].to(self.device)
+        with torch.inference_mode():
+            if self.bf16:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    out = self.net(x, f)
+            else:
+                out = self.net(x, f)
+            unit = out.frames[0, :n_leads].float().cpu().numpy()
+            motion_px = (
+                None if out.motion is None else out.motion[0, :n_leads].cpu().numpy()
+            )
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        dbz = from_unit(unit, self.dbz_min, self.dbz_max)
+        dbz = np.clip(dbz, self.dbz_floor, max(self.dbz_max, self.dbz_floor))
+        uncovered = ~np.isfinite(past[-1])
+        dbz = np.where(uncovered[None], np.float32(np.nan), dbz).astype(np.float32)
+        motion = None
+        if motion_px is not None:
+            motion = (motion_px * (float(dx_m) / step)).astype(np.float32)
+        info = {
+            **self.info,
+            "flow_seconds": round(t1 - t0, 4),
+            "net_seconds": round(t2 - t1, 4),
+        }
+        return ForecastResult(dbz=dbz, method=self.name, motion=motion, info=info)

@@ -1,0 +1,324 @@
+"""``nowcast train`` end to end on a tiny model: checkpoints, store rows, resume
+exactness, the whole curriculum, the area-ratio rule, two-process DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import structlog
+import torch
+
+from nowcast.cli import main
+from nowcast.config import load_config
+from nowcast.curriculum.checkpoint import load_checkpoint
+from nowcast.curriculum.loaders import spec_from
+from nowcast.curriculum.runner import TrainRequest, train
+from nowcast.store import MetricsReader
+
+#: 2 levels, 24 x 24, hidden (4, 4): seconds an epoch on a shared 2-core CPU
+TINY = ["--synthetic", "3", "--size", "24", "--levels", "2", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """structlog unconfigured: ``main()`` binds it to a captured, later closed,
+    stream."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+def write_config(root: Path) -> Path:
+    """A workspace config: tiny network, batch 2, everything under ``root``."""
+    cfg = root / "config.toml"
+    cfg.write_text(
+        "[paths]\n"
+        'checkpoints_dir = "checkpoints"\n'
+        'store = "state/nowcast.sqlite"\n'
+        'state_dir = "state"\n'
+        "[model]\n"
+        "hidden_channels = [4, 4]\n"
+        "stem_channels = 4\n"
+        "groups = 2\n"
+        "[curriculum]\n"
+        "batch_size = 2\n"
+    )
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def phase1(tmp_path_factory):
+    """``nowcast train --phase 1 --epochs 2`` once, for several tests."""
+    root = tmp_path_factory.mktemp("train")
+    cfg = write_config(root)
+    rc = main(["train", "--config", str(cfg), "--phase", "1", "--epochs", "2", *TINY])
+    structlog.reset_defaults()
+    return root, cfg, rc
+
+
+def test_phase1_writes_checkpoints_and_store_rows(phase1, capsys):
+    root, cfg, rc = phase1
+    assert rc == 0
+    best = root / "checkpoints" / "phase1_best.pt"
+    last = root / "checkpoints" / "phase1_last.pt"
+    assert best.is_file() and last.is_file()
+    assert sorted(p.name for p in best.parent.iterdir()) == [
+        "phase1_best.pt",
+        "phase1_last.pt",
+    ]
+    state = load_checkpoint(last)
+    assert state["phase"] == 1 and state["epoch"] == 1 and state["finished"]
+    assert state["step"] == 4  # 3 storms in batches of 2: 2 steps an epoch
+    assert state["data"]["levels"] == [2]
+    assert set(state["best"]) >= {"key", "csi35", "csi35_extrapolation", "loss"}
+    assert len(state["best"]["csi35"]) == 7
+    with MetricsReader(root / "state" / "nowcast.sqlite") as reader:
+        runs = reader.training_runs()
+        rows = reader.epochs()
+    assert len(runs) == 1 and runs[0]["status"] == "completed"
+    assert "train" in runs[0]["command"]
+    assert [(r["epoch"], r["split"]) for r in rows] == [
+        (0, "train"),
+        (0, "val"),
+        (1, "train"),
+        (1, "val"),
+    ]
+    train_row, val_row = rows[2], rows[3]
+    assert train_row["phase"] == 1 and train_row["lr"] == pytest.approx(1e-3)
+    assert rows[0]["lr"] == pytest.approx(1e-3 / 2)  # warm-up (2 epochs: 1 of it)
+    assert {"huber", "high", "ssim", "motion"} <= set(train_row["terms"])
+    assert {"csi35_persistence", "csi35_extrapolation"} <= set(val_row["terms"])
+    assert sorted(val_row["csi35"]) == [300 * k for k in range(1, 8)]
+    assert val_row["loss"] is not None and val_row["seconds"] > 0
+
+
+def _request(root: Path, **kw) -> tuple:
+    settings = load_config(write_config(root))
+    spec = spec_from(settings, synthetic=3, size=24, levels=2)
+    base = dict(phases=[1], data=spec, out_dir=root / "checkpoints", device="cpu")
+    base.update(kw)
+    return settings, TrainRequest(**base)
+
+
+def test_resume_from_last_is_exact(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    settings, req = _request(a, epochs=3)
+    straight = train(settings, req)
+    settings_b, req_b = _request(b, epochs=3, stop_after=2)
+    killed = train(settings_b, req_b)
+    assert killed.interrupted and not killed.phases[0].finished
+    last = b / "checkpoints" / "phase1_last.pt"
+    assert load_checkpoint(last)["epoch"] == 1
+    torch.manual_seed(123)  # whatever happened in between does not matter
+    _, req_c = _request(b, resume_from=last)  # the length comes from the file
+    resumed = train(settings_b, req_c)
+    assert resumed.phases[0].finished and not resumed.interrupted
+    sa = load_checkpoint(a / "checkpoints" / "phase1_last.pt")
+    sb = load_checkpoint(last)
+    assert sa["epoch"] == sb["epoch"] == 2 and sa["step"] == sb["step"]
+    for k, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][k]), k
+    assert sa["metrics"]["loss"] == sb["metrics"]["loss"]
+    assert sa["best"]["epoch"] == sb["best"]["epoch"]
+    straight_rows = straight.phases[0].history
+    resumed_row = resumed.phases[0].history[-1]
+    assert resumed_row["train_loss"] == straight_rows[-1]["train_loss"]
+    assert resumed_row["val_loss"] == straight_rows[-1]["val_loss"]
+    with MetricsReader(b / "state" / "nowcast.sqlite") as reader:
+        statuses = [r["status"] for r in reader.training_runs()]
+    assert statuses == ["completed", "interrupted"]
+
+
+def test_curriculum_runs_three_phases(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    export = tmp_path / "models" / "tiny.pt"
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--curriculum",
+            "--epochs",
+            "1",
+            "--export",
+            str(export),
+            *TINY,
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    for n in (1, 2, 3):
+        assert f"phase {n}: epochs" in out
+        state = load_checkpoint(tmp_path / "checkpoints" / f"phase{n}_best.pt")
+        assert state["phase"] == n and state["finished"]
+    p3 = load_checkpoint(tmp_path / "checkpoints" / "phase3_last.pt")
+    assert p3["epoch"] == 76 and p3["step"] == 6
+    assert p3["rules"]["ssim_weight"] == 30.0
+    slim = load_checkpoint(export)
+    assert slim["optimizer"] is None and slim["phase"] == 3
+    with MetricsReader(tmp_path / "state" / "nowcast.sqlite") as reader:
+        rows = reader.epochs()
+    assert [(r["phase"], r["epoch"]) for r in rows if r["split"] == "val"] == [
+        (1, 0),
+        (2, 26),
+        (3, 76),
+    ]
+
+
+def test_phase2_from_phase1_best_and_refusals(phase1, tmp_path, capsys):
+    root, cfg, _ = phase1
+    best = root / "checkpoints" / "phase1_best.pt"
+    out = tmp_path / "ck"
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--phase",
+            "2",
+            "--epochs",
+            "1",
+            "--resume-from",
+            str(best),
+            "--out",
+            str(out),
+            *TINY,
+        ]
+    )
+    assert rc == 0
+    state = load_checkpoint(out / "phase2_last.pt")
+    start = load_checkpoint(best)
+    assert start["finished"]  # marked when phase 1 ended
+    assert state["epoch"] == 26
+    assert state["step"] == start["step"] + 2  # counted on from phase 1's best
+    capsys.readouterr()
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--phase",
+            "1",
+            "--resume-from",
+            str(out / "phase2_last.pt"),
+            *TINY,
+        ]
+    )
+    assert rc == 1
+    assert "phase 2 is finished" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        argv = ["train", "--config", str(cfg), *TINY, "--device", "cuda"]
+        assert main(argv) == 1
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_area_ratio_rule_is_applied_and_recorded(tmp_path):
+    from nowcast.curriculum.loaders import build_data
+    from nowcast.curriculum.trainer import PhaseTrainer
+    from nowcast.model import build_network, network_kwargs
+    from nowcast.store import MetricsStore
+
+    settings, req = _request(tmp_path, epochs=1)
+    data = build_data(settings, req.data)
+    net = build_network(**network_kwargs(settings.model))
+    with MetricsStore(tmp_path / "s.sqlite") as store:
+        run = store.start_training_run("test")
+        trainer = PhaseTrainer(
+            settings,
+            2,
+            net,
+            data,
+            out_dir=tmp_path / "ck",
+            epochs=1,
+            store=store,
+            run_id=run,
+        )
+        trainer.area_rule.bound = -1.0  # any ratio counts as fat cells
+        trainer.run()
+    state = load_checkpoint(tmp_path / "ck" / "phase2_last.pt")
+    assert state["rules"]["ssim_weight"] == settings.curriculum.area_ratio_ssim
+    with MetricsReader(tmp_path / "s.sqlite") as reader:
+        events = reader.recent_events()
+    assert any("SSIM weight 20 -> 30" in e["message"] for e in events)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path):
+    cfg = write_config(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "nowcast",
+        "train",
+        "--config",
+        str(cfg),
+        "--phase",
+        "1",
+        "--epochs",
+        "2",
+        "--synthetic",
+        "4",
+        "--size",
+        "24",
+        "--levels",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 alone prints the summary, writes checkpoints and the store
+    assert proc.stdout.count("phase 1: epochs 0-1") == 1
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["phase1_best.pt", "phase1_last.pt"]
+    state = load_checkpoint(tmp_path / "checkpoints" / "phase1_last.pt")
+    assert state["step"] == 2  # 4 storms, batch 2: one batch a rank an epoch
+    with MetricsReader(tmp_path / "state" / "nowcast.sqlite") as reader:
+        assert len(reader.training_runs()) == 1
+        assert len(reader.epochs()) == 4
+    assert proc.stderr.count('"event": "epoch"') == 2
+
+
+def test_progress_bar_and_log_lines(capsys):
+    import io
+
+    from nowcast.curriculum.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress(stream=stream, bar=True)
+    bar.start_epoch(1, 0, 2)
+    bar.advance(0.5)
+    bar.advance(0.25)
+    bar.validating()
+    bar.end_epoch({"phase": 1, "epoch": 0, "val_loss": 0.1})
+    bar.note("phase settled", epoch=0)
+    bar.close()
+    text = stream.getvalue()
+    assert "epoch phase=1 epoch=0 val_loss=0.1" in text and "phase settled" in text
+    quiet = Progress(enabled=False, stream=io.StringIO(), bar=True)
+    quiet.end_epoch({"epoch": 0})
+    assert not quiet.bar
+
+
+def test_holdout_by_data_dir_name():
+    from nowcast.curriculum.loaders import _expand_holdout
+
+    keys = ["radar-cases/fmi-1", "radar-cases/mch-2", "more/knmi-3", "archive"]
+    assert _expand_holdout(["radar-cases"], keys) == [
+        "radar-cases/fmi-1",
+        "radar-cases/mch-2",
+    ]
+    assert _expand_holdout(["knmi-3", "archive"], keys) == ["knmi-3", "archive"]
