@@ -78,6 +78,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, _ = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what was asked for
     module = args._module
     from nowcast.config import load_config
     from nowcast.logging import configure_logging

@@ -122,12 +122,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, help="default: curriculum.seed")
     p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: all cores; 1 on a CPU shared with "
+        "other busy processes)",
+    )
+    p.add_argument(
         "--stop-after", type=int, metavar="N", help=argparse.SUPPRESS
     )  # test hook: stop after N epochs of this call, as if killed
 
 
 def _check(args) -> str | None:
-    for name in ("batch_size", "epochs", "size", "levels", "sequences", "stop_after"):
+    names = ("batch_size", "epochs", "size", "levels", "sequences", "stop_after")
+    for name in (*names, "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name.replace('_', '-')} must be >= 1"
@@ -148,6 +156,10 @@ def run(args, settings) -> int:
     if problem:
         print(f"nowcast train: error: {problem}", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.seed is not None:
         cur = settings.curriculum.model_copy(update={"seed": args.seed})
         settings = settings.model_copy(update={"curriculum": cur})
@@ -171,7 +183,7 @@ def run(args, settings) -> int:
         epochs=args.epochs,
         device=args.device,
         export=args.export,
-        command=shlex.join(["nowcast", *sys.argv[1:]]),
+        command=shlex.join(["nowcast", *getattr(args, "argv", sys.argv[1:])]),
         stop_after=args.stop_after,
     )
     summary = train(settings, request)
