@@ -23,6 +23,16 @@ from nowcast.store import MetricsReader
 TINY = ["--synthetic", "3", "--size", "24", "--levels", "2", "--device", "cpu"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine
+    OpenMP's waiting threads make every small op many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def fresh_logging():
     """structlog unconfigured: ``main()`` binds it to a captured, later closed,

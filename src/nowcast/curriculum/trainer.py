@@ -74,6 +74,7 @@ from nowcast.curriculum.phases import (
     phase_epochs,
 )
 from nowcast.curriculum.progress import Progress
+from nowcast.curriculum.records import record_epoch_rows
 from nowcast.curriculum.scores import (
     Tally,
     best_key,
@@ -399,7 +400,19 @@ class PhaseTrainer:
         save_checkpoint(self.last_path, state)
         if is_best:
             save_checkpoint(self.best_path, state)
-        self._record(epoch, lr, train_losses, val, t1 - t0, t2 - t1)
+        if self.store is not None and self.run_id is not None:
+            record_epoch_rows(
+                self.store,
+                self.run_id,
+                self.number,
+                epoch,
+                lr,
+                train_losses,
+                val,
+                t1 - t0,
+                t2 - t1,
+                self.interval_s,
+            )
         if message:
             self._event("info", f"phase {self.number} epoch {epoch}: {message}")
             self.progress.note("SSIM weight raised", detail=message)
@@ -411,38 +424,6 @@ class PhaseTrainer:
                 patience=self.settle.patience,
             )
         self.progress.end_epoch(row)
-
-    def _record(self, epoch, lr, train, val, train_s, val_s) -> None:
-        if self.store is None or self.run_id is None:
-            return
-        self.store.record_epoch(
-            self.run_id,
-            self.number,
-            epoch,
-            "train",
-            train["total"],
-            terms={k: v for k, v in train.items() if k != "total"},
-            lr=lr,
-            seconds=train_s,
-        )
-        leads = {
-            int(round((k + 1) * self.interval_s)): v for k, v in enumerate(val["csi35"])
-        }
-        terms = dict(val["terms"])
-        terms["csi35_persistence"] = val["csi35_persistence_mean"]
-        terms["csi35_extrapolation"] = val["csi35_extrapolation_mean"]
-        self.store.record_epoch(
-            self.run_id,
-            self.number,
-            epoch,
-            "val",
-            val["loss"],
-            terms=terms,
-            lr=lr,
-            csi35=leads,
-            area_ratio=val["area_ratio"],
-            seconds=val_s,
-        )
 
     def _event(self, level: str, message: str) -> None:
         log.info("curriculum", message=message)
