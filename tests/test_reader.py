@@ -259,14 +259,22 @@ def test_unexpected_dimension(tmp_path):
         read_scan(path)
 
 
-def test_unreadable_time(tmp_path):
-    path = tmp_path / "scan_without_time.nc"
+def _tiny_2x2(path: Path, dtype: str = "f4", values=None, fill=None) -> None:
+    """A 2 x 2 one-level file with x/y coordinates and a DBZ variable."""
     with netCDF4.Dataset(path, "w") as ds:
         ds.createDimension("y", 2)
         ds.createDimension("x", 2)
         for n in "xy":
             ds.createVariable(n, "f4", (n,))[:] = [0, 1]
-        ds.createVariable("DBZ", "f4", ("y", "x"))[:] = np.ones((2, 2))
+        var = ds.createVariable("DBZ", dtype, ("y", "x"), fill_value=fill)
+        var.set_auto_maskandscale(False)
+        var[:] = np.ones((2, 2)) if values is None else values
+
+
+def test_unreadable_time(tmp_path):
+    path = tmp_path / "scan_without_time.nc"
+    _tiny_2x2(path)
+    with netCDF4.Dataset(path, "a") as ds:
         t = ds.createVariable("time", "f8", ())
         t.units = "seconds since not-a-date"
         t.assignValue(0.0)
@@ -276,26 +284,16 @@ def test_unreadable_time(tmp_path):
 
 def test_all_missing(tmp_path):
     path = tmp_path / "ncf_20240601_120000.nc"
-    with netCDF4.Dataset(path, "w") as ds:
-        ds.createDimension("y", 2)
-        ds.createDimension("x", 2)
-        for n in "xy":
-            ds.createVariable(n, "f4", (n,))[:] = [0, 1]
-        var = ds.createVariable("DBZ", "i2", ("y", "x"), fill_value=np.int16(-32768))
-        var.set_auto_maskandscale(False)
-        var[:] = np.full((2, 2), -32768, dtype=np.int16)
+    _tiny_2x2(
+        path, "i2", np.full((2, 2), -32768, dtype=np.int16), fill=np.int16(-32768)
+    )
     with pytest.raises(ScanError, match="all missing"):
         read_scan(path)
 
 
 def test_linear_reflectivity_is_refused(tmp_path):
     path = tmp_path / "ncf_20240601_120000.nc"
-    with netCDF4.Dataset(path, "w") as ds:
-        ds.createDimension("y", 2)
-        ds.createDimension("x", 2)
-        for n in "xy":
-            ds.createVariable(n, "f4", (n,))[:] = [0, 1]
-        ds.createVariable("DBZ", "f4", ("y", "x"))[:] = np.full((2, 2), 1e5)
+    _tiny_2x2(path, values=np.full((2, 2), 1e5))
     with pytest.raises(ScanError, match="not reflectivity in dBZ"):
         read_scan(path)
 
