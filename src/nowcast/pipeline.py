@@ -152,6 +152,7 @@ def forecast_and_write(
     model_name: str = "",
     output_dir: str | Path | None = None,
     upsample_output: bool | None = None,
+    frames: np.ndarray | None = None,
 ) -> PipelineResult:
     """Forecast from one sequence of scans and write the set for TITAN.
 
@@ -170,6 +171,10 @@ def forecast_and_write(
         Overrides ``paths.output_dir``.
     upsample_output
         Overrides ``output.upsample``.
+    frames
+        The pooled ``(t, z, y, x)`` frames of ``scans`` when the caller already
+        has them (the daemon pools each scan once, as it arrives); pooled here
+        otherwise.
 
     Returns
     -------
@@ -182,7 +187,10 @@ def forecast_and_write(
     interval_s = grid_cfg.interval_s
 
     t0 = time.perf_counter()
-    frames, pooled_grid = prepare_frames(scans, grid_cfg.pool_factor)
+    if frames is None:
+        frames, pooled_grid = prepare_frames(scans, grid_cfg.pool_factor)
+    else:
+        pooled_grid = scans[-1].grid.pooled(grid_cfg.pool_factor)
     t1 = time.perf_counter()
     result = forecaster.forecast(
         frames,

@@ -3,8 +3,8 @@
 Contract
 --------
 - :func:`forecast_sequence` runs :func:`nowcast.pipeline.forecast_and_write` (the
-  pipeline of ``nowcast predict``: pool, forecast, upsample, write in the TITAN
-  layout with ``_latest_data_info``, ``U``/``V`` when ``output.write_motion``) with
+  pipeline of ``nowcast predict``, given the buffer's pooled frames so no scan is
+  pooled twice: forecast, upsample, write in the TITAN layout with ``_latest_data_info``, ``U``/``V`` when ``output.write_motion``) with
   the :class:`~nowcast.daemon.models.ModelManager`'s active forecaster. When that is
   the model and the *model* fails (its forecast raises: out of memory, a CUDA
   error; or it returns the wrong shape), the fallback makes the set instead and
@@ -69,19 +69,21 @@ def forecast_sequence(seq: Sequence[Entry], settings: Any, models: Any) -> Made:
 
     forecaster, model_name, is_model = models.active()
     scans = [e.scan for e in seq]
+    frames = np.stack([e.frame for e in seq])  # pooled once, as each scan arrived
     if not is_model:
-        result = forecast_and_write(forecaster, scans, settings)
+        result = forecast_and_write(forecaster, scans, settings, frames=frames)
         return Made(result, result.forecast.method or forecaster.name, "")
     try:
         result = forecast_and_write(
-            _Blame(forecaster), scans, settings, model_name=model_name
+            _Blame(forecaster), scans, settings, model_name=model_name,
+            frames=frames,
         )
         return Made(result, result.forecast.method or forecaster.name, model_name)
     except (_ModelFailed, ForecasterError) as exc:
         cause = getattr(exc, "cause", exc)
         reason = f"the model failed: {type(cause).__name__}: {cause}"
     fallback = models.fallback()
-    result = forecast_and_write(fallback, scans, settings)
+    result = forecast_and_write(fallback, scans, settings, frames=frames)
     return Made(result, result.forecast.method or fallback.name, "", reason)
 
 
