@@ -4,7 +4,8 @@ Contract
 --------
 - :func:`forecast_sequence` runs :func:`nowcast.pipeline.forecast_and_write` (the
   pipeline of ``nowcast predict``, given the buffer's pooled frames so no scan is
-  pooled twice: forecast, upsample, write in the TITAN layout with ``_latest_data_info``, ``U``/``V`` when ``output.write_motion``) with
+  pooled twice: forecast, upsample, write in the TITAN layout with
+  ``_latest_data_info``, ``U``/``V`` when ``output.write_motion``) with
   the :class:`~nowcast.daemon.models.ModelManager`'s active forecaster. When that is
   the model and the *model* fails (its forecast raises: out of memory, a CUDA
   error; or it returns the wrong shape), the fallback makes the set instead and
