@@ -13,8 +13,6 @@ Contract
   reason, the original path and the time. When the move fails (a read-only input
   directory) the file stays where it is and the caller must remember not to take
   it again; the reason is still written. Returns where the file went (or None).
-- :func:`name_time` is the scan time in a file name (``yyyymmdd?hhmmss``), used
-  only to order files before they are read.
 """
 
 from __future__ import annotations
@@ -30,9 +28,6 @@ import numpy as np
 from nowcast.errors import ScanError
 from nowcast.fsutil import write_text_atomic
 from nowcast.radar import Scan, pool, read_scan
-from nowcast.radar.names import time_from_name
-
-name_time = time_from_name
 
 
 def read_pooled(path: Path, settings: Any) -> tuple[Scan, np.ndarray]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcast.daemon.ingest import name_time, read_pooled, reject
+from nowcast.daemon.ingest import read_pooled, reject
 from nowcast.daemon.watcher import (
     Kind,
     PathQueue,
@@ -42,6 +42,7 @@ from nowcast.daemon.watcher import (
 )
 from nowcast.errors import ScanError
 from nowcast.radar import Scan
+from nowcast.radar.names import time_from_name
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Intake:
         ready.update(dict.fromkeys(self.tracker.ready(ts, settle)))
         files = [p for p in ready if self._seen.get(p) != stat_signature(p)]
         far = datetime.max.replace(tzinfo=timezone.utc)
-        return sorted(files, key=lambda p: (name_time(p) or far, str(p)))
+        return sorted(files, key=lambda p: (time_from_name(p) or far, str(p)))
 
     def take(self, path: Path, now: datetime) -> Taken | None:
         """Take one file (see the module contract); None when there is nothing

@@ -86,11 +86,6 @@ def open_store(ws: Workspace) -> tuple[MetricsReader | None, str | None]:
 # -- files -----------------------------------------------------------------------------
 
 
-def file_time(path: Path) -> datetime | None:
-    """The ``yyyymmdd?hhmmss`` time in a file name, or None."""
-    return time_from_name(path)
-
-
 def latest_scan(directory: Path, pattern: str = "*.nc") -> tuple[datetime, Path] | None:
     """The newest scan under ``directory`` by the time in its name (else mtime).
 
@@ -111,7 +106,7 @@ def latest_scan(directory: Path, pattern: str = "*.nc") -> tuple[datetime, Path]
             folders.append(entry.path)
         elif fnmatch(entry.name, pattern) and entry.is_file():
             path = Path(entry.path)
-            when = file_time(path) or datetime.fromtimestamp(
+            when = time_from_name(path) or datetime.fromtimestamp(
                 entry.stat().st_mtime, timezone.utc
             )
             if best is None or when > best[0]:
