@@ -9,8 +9,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pytest
-import structlog
 
 from conftest import moving_cell_scans
 from nowcast.baselines.interface import Forecaster, ForecastResult
@@ -20,15 +18,6 @@ from nowcast.radar import Scan, write_scan
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 NZ, SIZE = 3, 32
-
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    """structlog as it is before configure_logging: a test that ran ``main()``
-    leaves it bound to a captured stream that is closed by now."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def workspace(tmp_path: Path, extra: str = "", **daemon) -> object:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import structlog
 import torch
 
 from nowcast.cli import main
@@ -31,15 +30,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    """structlog unconfigured: ``main()`` binds it to a captured, later closed,
-    stream."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def write_config(root: Path) -> Path:
@@ -66,7 +56,6 @@ def phase1(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     cfg = write_config(root)
     rc = main(["train", "--config", str(cfg), "--phase", "1", "--epochs", "2", *TINY])
-    structlog.reset_defaults()
     return root, cfg, rc
 
 

@@ -12,11 +12,10 @@ import time
 
 import pytest
 
-from daemon_support import (  # noqa: F401 (fresh_logging: autouse)
+from daemon_support import (
     cell_scans,
     fake_provider,
     forecast_files,
-    fresh_logging,
     hidden_files,
     workspace,
     write,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import netCDF4
 
-from daemon_support import (  # noqa: F401 (fresh_logging: autouse)
+from daemon_support import (
     FakeClock,
     cell_scans,
     fake_provider,
     forecast_files,
-    fresh_logging,
     workspace,
     write,
     write_checkpoint,

@@ -7,12 +7,11 @@ import json
 import netCDF4
 import pytest
 
-from daemon_support import (  # noqa: F401 (fresh_logging: autouse)
+from daemon_support import (
     FakeClock,
     cell_scans,
     copy_in,
     forecast_files,
-    fresh_logging,
     hidden_files,
     workspace,
     write,

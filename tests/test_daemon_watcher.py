@@ -18,10 +18,9 @@ from watchdog.events import (
     FileMovedEvent,
 )
 
-from daemon_support import (  # noqa: F401 (fresh_logging: autouse)
+from daemon_support import (
     FakeClock,
     cell_scans,
-    fresh_logging,
     workspace,
     write,
 )

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import structlog
 import torch
 
 from conftest import moving_cell_scans
@@ -33,13 +32,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def make_checkpoint(path: Path, levels=(2,), **kw) -> Path:
