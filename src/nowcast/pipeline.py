@@ -110,6 +110,22 @@ def find_sequences(
     return sequences
 
 
+def _one_grid(scans: Sequence[Scan]) -> Scan:
+    """The newest scan, after checking that every scan is on its grid."""
+    if not scans:
+        raise ForecasterError("no scans to forecast from")
+    last = scans[-1]
+    for scan in scans[:-1]:
+        if scan.dbz.shape != last.dbz.shape or not scan.grid.same_horizontal(
+            last.grid
+        ):
+            raise ForecasterError(
+                f"{_name(scan)} ({scan.dbz.shape}) is not on the grid of "
+                f"{_name(last)} ({last.dbz.shape}): a sequence needs one grid"
+            )
+    return last
+
+
 def prepare_frames(scans: Sequence[Scan], pool_factor: int) -> tuple[np.ndarray, Grid]:
     """Stack and pool the scans of one sequence.
 
@@ -125,17 +141,7 @@ def prepare_frames(scans: Sequence[Scan], pool_factor: int) -> tuple[np.ndarray,
     ForecasterError
         When the scans are not on one grid or the pool factor does not divide it.
     """
-    if not scans:
-        raise ForecasterError("no scans to forecast from")
-    last = scans[-1]
-    for scan in scans[:-1]:
-        if scan.dbz.shape != last.dbz.shape or not scan.grid.same_horizontal(
-            last.grid
-        ):
-            raise ForecasterError(
-                f"{_name(scan)} ({scan.dbz.shape}) is not on the grid of "
-                f"{_name(last)} ({last.dbz.shape}): a sequence needs one grid"
-            )
+    last = _one_grid(scans)
     stacked = np.stack([np.asarray(s.dbz, dtype=np.float32) for s in scans])
     try:
         frames = pool(stacked, pool_factor)
@@ -190,7 +196,7 @@ def forecast_and_write(
     if frames is None:
         frames, pooled_grid = prepare_frames(scans, grid_cfg.pool_factor)
     else:
-        pooled_grid = scans[-1].grid.pooled(grid_cfg.pool_factor)
+        pooled_grid = _one_grid(scans).grid.pooled(grid_cfg.pool_factor)
     t1 = time.perf_counter()
     result = forecaster.forecast(
         frames,

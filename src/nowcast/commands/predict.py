@@ -85,6 +85,7 @@ class _Scans:
 
     def __init__(self, settings) -> None:
         radar = settings.radar
+        self._pool_factor = settings.grid.pool_factor
         self._args = (
             radar.reflectivity_name or None,
             radar.dbz_floor,
@@ -95,13 +96,21 @@ class _Scans:
         self.rejected: list[Path] = []
 
     def read(self, path: Path):
-        """The scan, or ``None`` for a rejected file (reported once)."""
+        """``(scan, pooled frame)``, or ``None`` for a rejected file (reported once).
+
+        Each scan is read and pooled once, however many sequences it is in.
+        """
         from nowcast.errors import ScanError
-        from nowcast.radar import read_scan
+        from nowcast.radar import pool, read_scan
 
         if path not in self._cache:
             try:
-                self._cache[path] = read_scan(path, *self._args)
+                scan = read_scan(path, *self._args)
+                try:
+                    frame = pool(scan.dbz, self._pool_factor)
+                except ValueError as exc:
+                    raise ScanError(path, str(exc)) from None
+                self._cache[path] = (scan, frame)
             except ScanError as exc:
                 self._cache[path] = None
                 self.rejected.append(path)
@@ -114,10 +123,10 @@ class _Scans:
         for path in files:
             when = time_from_name(path)
             if when is None:  # no time in the name: read it now
-                scan = self.read(path)
-                if scan is None:
+                read = self.read(path)
+                if read is None:
                     continue
-                when = scan.time
+                when = read[0].time
             if when in dated:
                 print(f"SKIPPED {path}: same time as {dated[when]}")
                 self._cache.pop(path, None)
@@ -135,16 +144,19 @@ class _Scans:
             del self._cache[path]
 
     def take(self, seq: list[Path]) -> list:
-        """The scans of one sequence; each is dropped after its last use."""
-        scans = [self.read(path) for path in seq]
+        """``(scan, frame)`` of each file of one sequence (``None`` if rejected);
+        each is dropped after its last use."""
+        reads = [self.read(path) for path in seq]
         for path in seq:
             self._uses[path] -= 1
             if self._uses[path] == 0:
                 self._cache.pop(path, None)
-        return scans
+        return reads
 
 
 def run(args, settings) -> int:
+    import numpy as np
+
     from nowcast.baselines import get_forecaster
     from nowcast.errors import NowcastError
     from nowcast.pipeline import find_sequences, forecast_and_write
@@ -177,13 +189,14 @@ def run(args, settings) -> int:
 
     written = failed = skipped = n_files = 0
     for seq, issue in zip(sequences, issues):
-        scans = store.take(seq)
+        taken = store.take(seq)
         stamp = f"{issue:%Y-%m-%dT%H:%M:%SZ}"
-        bad = [path.name for path, scan in zip(seq, scans) if scan is None]
+        bad = [path.name for path, read in zip(seq, taken) if read is None]
         if bad:
             skipped += 1
             print(f"SKIPPED {stamp}: needs rejected {bad[0]}")
             continue
+        scans = [scan for scan, _ in taken]
         real = [s.time for s in scans]
         in_order = [tuple(range(len(real)))]
         if find_sequences(real, len(real), grid.interval_s, gap) != in_order:
@@ -197,6 +210,7 @@ def run(args, settings) -> int:
             res = forecast_and_write(
                 forecaster, scans, settings, model_name=model_name,
                 output_dir=output, upsample_output=args.upsample,
+                frames=np.stack([frame for _, frame in taken]),
             )
         except NowcastError as exc:
             failed += 1
