@@ -1,7 +1,8 @@
 """Benchmark: the daemon's latency from a scan's close to its last forecast file.
 
 Run: ``python bench/daemon.py [--scans 57] [--size 500] [--levels 18]
-[--method extrapolation | --checkpoint PATH] [--rss-at 100,1000] [--keep DIR]``
+[--method extrapolation | --checkpoint PATH | --untrained] [--rss-at 100,1000]
+[--keep DIR]``
 
 Starts the real daemon (``nowcast run``, as systemd would) on a temporary workspace,
 then feeds it synthetic scans (a storm field moving 2 px a scan, ``--size`` x
@@ -15,7 +16,9 @@ with the default configuration (verification of persistence and the TITAN-style
 baseline included), so the numbers are what an operator gets.
 
 ``--method`` is the forecaster when there is no model (``daemon.fallback``);
-``--checkpoint`` makes the daemon run that production model instead. ``--rss-at``
+``--checkpoint`` makes the daemon run that production model instead; ``--untrained``
+the full-size network of the default ``[model]`` with random weights (latency does
+not depend on them; :func:`bench.infer.save_untrained`). ``--rss-at``
 samples the daemon's resident memory (``VmRSS``) after that many scans, to check that
 it stays flat (e.g. ``--scans 1000 --rss-at 100,1000``). Targets: CPU under 40 s,
 H200 under 1 s at 500 x 500 x 18 with the full-size model; memory flat.
@@ -137,6 +140,8 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=18)
     ap.add_argument("--method", default="extrapolation", help="daemon.fallback")
     ap.add_argument("--checkpoint", type=Path, help="run this production model")
+    ap.add_argument("--untrained", action="store_true",
+                    help="run the full-size default network, random weights")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--rss-at", default="", help="scan counts to sample memory at")
     ap.add_argument("--timeout", type=float, default=600.0, help="per scan (s)")
@@ -146,6 +151,11 @@ def main() -> None:
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="nowcast-bench-"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.untrained:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from infer import save_untrained
+
+        args.checkpoint = save_untrained(root / "full-size-untrained.pt", args.levels)
     cfg = write_config(root, args)
     status_file = root / "state" / "status.json"
     exe = Path(sys.executable).with_name("nowcast")

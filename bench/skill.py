@@ -1,4 +1,4 @@
-"""The skill table: CSI per lead for every forecaster on real cases and synthetic storms.
+"""The skill table: CSI per lead of every forecaster, real cases and synthetic storms.
 
 Run (the full table in BENCHMARKS.md)::
 
@@ -12,6 +12,16 @@ from :func:`nowcast.synthetic.generate_sequence` on the pooled grid (250 x 250 a
 over all forecasts of a group, then CSI) on the column-maximum composite (the real
 cases have one level, so composite = 3D there), events ``>=`` threshold, pixels
 without coverage left out. Also the mean seconds per forecast of each method.
+
+Trained models join as more methods: ``--model real2d=models/real2d.pt`` (any
+number) scores that checkpoint through the ``model`` forecaster, on the CPU unless
+``--device`` says otherwise; a model runs only on the level count it was trained on
+(``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
+where it does not run. For example, the shipped models' rows::
+
+    python bench/skill.py --real ../shared/data/radar-cases --synthetic 0 \
+        --model real2d=models/real2d.pt
+    python bench/skill.py --real --synthetic 20 --model demo3d=models/demo3d.pt
 """
 
 from __future__ import annotations
@@ -72,6 +82,9 @@ def score_group(sequences, methods, forecasters, timings):
     for frames, times, dx in sequences:
         past, future = frames[:N_IN], frames[N_IN:]
         for m in methods:
+            levels = getattr(forecasters[m], "levels", None)
+            if levels and past.shape[1] not in levels:
+                continue  # a model trained on another level count: "-" in the table
             t0 = time.perf_counter()
             result = forecasters[m].forecast(
                 past, times[:N_IN], N_OUT, dx_m=dx, interval_s=300
@@ -124,11 +137,20 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=18)
     ap.add_argument("--size", type=int, default=250)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
+                    help="also score this checkpoint as method NAME (repeatable)")
+    ap.add_argument("--device", default="cpu", help="device of the models")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     forecasters = {m: get_forecaster(m) for m in methods}
+    for spec in args.model:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            ap.error(f"--model {spec!r}: give NAME=CKPT")
+        forecasters[name] = get_forecaster("model", checkpoint=path, device=args.device)
+        methods.append(name)
     timings = defaultdict(list)
     results = {"machine": machine(), "groups": {}}
     overall = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
@@ -165,7 +187,9 @@ def main() -> None:
         results["groups"][f"synthetic {regime}"] = csi_rows(accs, n)
         print(f"synthetic {regime}: {n} sequences, {time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)
-    results["seconds"] = {m: float(np.median(timings[m])) for m in methods}
+    results["seconds"] = {
+        m: float(np.median(timings[m])) if timings[m] else float("nan") for m in methods
+    }
     text = markdown(results, methods)
     print(f"Machine: {results['machine']}")
     print(text)

@@ -141,3 +141,31 @@ def test_area_ratio_rule_leaves_thin_cells_and_other_phases():
     for i in range(4):
         assert rule1.update(i, 5.0, loss1) is None
     assert loss1.ssim_weight == 0.1
+
+
+@pytest.mark.parametrize("number", [1, 2, 3])
+def test_residual_layers_learn_at_a_scaled_rate_through_every_schedule(number):
+    from nowcast.model import build_network
+
+    cur = load_config(None).curriculum
+    assert cur.residual_lr_scale == 0.01
+    phase = phase_config(cur, number)
+    net = build_network(hidden_channels=[4], stem_channels=4, stem_strides=[[1, 2, 2]],
+                        groups=2, head="advection", flow_input=True)
+    residual = {id(p) for p in net.residual_parameters()}
+    assert residual and residual == {
+        id(p) for m in (net.motion, net.change) for p in m.parameters()
+    }
+    opt = make_optimizer(net, phase, residual_lr_scale=cur.residual_lr_scale)
+    main, res = opt.param_groups
+    assert {id(p) for p in res["params"]} == residual
+    assert len(main["params"]) + len(res["params"]) == len(list(net.parameters()))
+    sched = PhaseScheduler(opt, phase, 8)
+    for loss in [1.0, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]:
+        assert res["lr"] == pytest.approx(0.01 * main["lr"])
+        opt.step()
+        sched.step(loss)
+    plain = build_network(hidden_channels=[4], stem_channels=4,
+                          stem_strides=[[1, 2, 2]], groups=2, head="plain",
+                          flow_input=False)
+    assert len(make_optimizer(plain, phase, residual_lr_scale=0.01).param_groups) == 1

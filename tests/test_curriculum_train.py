@@ -167,6 +167,27 @@ def test_curriculum_runs_three_phases(tmp_path, capsys):
         (2, 26),
         (3, 76),
     ]
+    # The export carries its training history; a fresh store (a demo
+    # workspace's) gets it back, once.
+    (run,) = slim["history"]
+    assert run["status"] == "completed" and run["command"].startswith("nowcast train")
+    assert [(e["phase"], e["epoch"], e["split"]) for e in run["epochs"]] == [
+        (r["phase"], r["epoch"], r["split"]) for r in rows
+    ]
+    from nowcast.curriculum.history import import_history
+    from nowcast.store import MetricsStore
+
+    with MetricsStore(tmp_path / "fresh.sqlite") as store:
+        assert len(import_history(store, slim["history"])) == 1
+        assert import_history(store, slim["history"]) == []
+    with MetricsReader(tmp_path / "fresh.sqlite") as reader:
+        (imported,) = reader.training_runs()
+        again = reader.epochs()
+    assert imported["status"] == "completed" and imported["n_epochs"] == 3
+    assert [(r["phase"], r["epoch"], r["split"], r["loss"]) for r in again] == [
+        (r["phase"], r["epoch"], r["split"], r["loss"]) for r in rows
+    ]
+    assert again[-1]["csi35"] == rows[-1]["csi35"]
 
 
 def test_phase2_from_phase1_best_and_refusals(phase1, tmp_path, capsys):

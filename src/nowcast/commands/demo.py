@@ -111,6 +111,26 @@ def _csi_line(reader, method: str) -> str:
     return " ".join(cells) if cells else "(waiting for the scans that verify)"
 
 
+def _import_training(model: Path, store_path: Path) -> None:
+    """The shipped model's training runs into the workspace's store (the
+    monitor's training panel), once; a model without history is left as it is."""
+    from nowcast.curriculum.checkpoint import load_checkpoint
+    from nowcast.curriculum.history import import_history
+    from nowcast.errors import NowcastError
+    from nowcast.store import MetricsStore
+
+    try:
+        history = load_checkpoint(model).get("history") or []
+    except NowcastError as exc:
+        print(f"  (the model's training history is not readable: {exc})")
+        return
+    with MetricsStore(store_path) as store:
+        added = import_history(store, history)
+    if added:
+        epochs = sum(len(run.get("epochs", ())) // 2 for run in history)
+        print(f"  its training: {len(history)} run(s), {epochs} epochs, in the store")
+
+
 def run(args, settings) -> int:
     from nowcast.store import MetricsReader, StoreError
     from nowcast.synthetic import Simulator
@@ -129,6 +149,9 @@ def run(args, settings) -> int:
     print(f"  model: {model or 'none shipped: the fallback forecaster runs'}")
     print(f"  a {args.size} x {args.size} x {args.levels} scan every {args.every:g} s "
           f"(scan times {interval} s apart); the first forecast needs 8 scans")
+    store_path = workdir / "state" / "nowcast.sqlite"
+    if model is not None:
+        _import_training(model, store_path)
     print(f"  watch it: nowcast-monitor --config {config}", flush=True)
 
     log = open(workdir / "daemon.log", "ab")
@@ -154,7 +177,6 @@ def run(args, settings) -> int:
     feeder = threading.Thread(
         target=_feed, args=(sim, scans_dir, args.every, stop, written), daemon=True
     )
-    store_path = workdir / "state" / "nowcast.sqlite"
     deadline = None if args.duration is None else time.monotonic() + args.duration
     seen: set = set()
     verified = 0

@@ -31,7 +31,9 @@ train`` (and the nightly retrainer) calls.
   training run (its command and config), and closes it ``completed`` (with the
   summary line), ``interrupted`` (Ctrl-C, or ``stop_after``) or ``failed``.
 - **Export** (``export``): the best checkpoint of the last phase run, without
-  optimiser and RNG state, written atomically (e.g. ``models/demo3d.pt``).
+  optimiser and RNG state, written atomically (e.g. ``models/demo3d.pt``), with
+  its training history (:mod:`.history`: the runs the starting checkpoint carried
+  and this one, every epoch row), so a shipped model shows how it was trained.
 - ``curriculum.channels_last``: the weights in channels-last 3D layout (the
   convolutions follow it; on the CPU the backward of thin convolutions is many
   times faster, on CUDA it is the tensor cores' layout). CUDA: ``cudnn.benchmark``
@@ -58,6 +60,7 @@ from nowcast.curriculum.checkpoint import (
     save_checkpoint,
 )
 from nowcast.curriculum.distributed import Dist, setup
+from nowcast.curriculum.history import export_history
 from nowcast.curriculum.loaders import DataSpec, TrainData, build_data
 from nowcast.curriculum.progress import Progress
 from nowcast.curriculum.trainer import PhaseResult, PhaseTrainer
@@ -243,11 +246,12 @@ def _data(settings: Any, spec: DataSpec, dist: Dist) -> TrainData:
     return build_data(settings, spec)
 
 
-def _export(path: Path, best: Path) -> Path:
+def _export(path: Path, best: Path, history: list[dict[str, Any]]) -> Path:
     state = load_checkpoint(best)
     slim = meta_of(state)
     slim.update(model=state["model"], optimizer=None, scheduler=None)
     slim["exported_from"] = str(best)
+    slim["history"] = history
     save_checkpoint(path, slim)
     return path
 
@@ -320,12 +324,14 @@ def train(settings: Any, request: TrainRequest) -> TrainSummary:
                 summary.interrupted = True
                 break
         last = summary.phases[-1] if summary.phases else None
-        if dist.is_main and request.export and last and last.best_path.is_file():
-            summary.exported = _export(request.export, last.best_path)
         if store is not None:
             status = "interrupted" if summary.interrupted else "completed"
             message = "; ".join(summary.lines()[:1] + summary.lines()[-1:])
             store.finish_training_run(run_id, status, message[:1000])
+        if dist.is_main and request.export and last and last.best_path.is_file():
+            prior = (state or {}).get("history")
+            history = export_history(prior, settings.paths.store, run_id)
+            summary.exported = _export(request.export, last.best_path, history)
         return summary
     except KeyboardInterrupt:
         if store is not None:

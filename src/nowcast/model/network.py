@@ -208,6 +208,13 @@ class ConvLSTM3DNet(nn.Module):
 
     # -- forward ------------------------------------------------------------
 
+    def residual_parameters(self) -> list[nn.Parameter]:
+        """The advection head's residual layers (motion correction, intensity
+        change): they start near zero; the optimiser may give them a lower rate."""
+        if self.head != "advection":
+            return []
+        return [*self.motion.parameters(), *self.change.parameters()]
+
     def forward(self, x: torch.Tensor, flow: torch.Tensor | None = None) -> NetOutput:
         if x.ndim != 5 or x.shape[1] != self.in_frames:
             raise ValueError(
