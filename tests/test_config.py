@@ -87,6 +87,11 @@ def test_environment_overrides(tmp_path):
         ("[output]\nlayout = 'mdv'\n", "output.layout:"),
         ("[curriculum.phase1]\nlast_epoch = -3\n", "curriculum.phase1.last_epoch"),
         ("[grid\n", "not valid TOML"),
+        (
+            "[retrain]\ntrain_args = ['--epochs', '1', '--out', 'x']\n",
+            "retrain.train_args: --out is set by the retrainer",
+        ),
+        ("[retrain]\nmisfire_grace_s = 0\n", "retrain.misfire_grace_s:"),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, message):

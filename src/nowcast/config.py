@@ -26,7 +26,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nowcast.errors import ConfigError
 
@@ -159,7 +166,8 @@ class CurriculumConfig(_Section):
     high_threshold_dbz: float = 40.0
     area_ratio_bound: float = Field(1.2, gt=1)
     area_ratio_ssim: float = Field(30.0, ge=0)
-    motion_loss_weight: float = Field(1.0, ge=0)
+    motion_loss_weight: float = Field(0.0, ge=0)
+    residual_lr_scale: float = Field(0.01, gt=0)
     num_workers: int = Field(0, ge=0)
     bf16: bool = True
     compile: bool = False
@@ -196,15 +204,36 @@ class CurriculumConfig(_Section):
     )
 
 
+#: ``nowcast train`` options the retrainer sets itself (not in ``train_args``).
+RETRAIN_OWNS = (
+    "--curriculum", "--phase", "--data", "--out", "--export", "--cache", "--config",
+    "--resume-from",
+)
+
+
 class RetrainConfig(_Section):
-    """Nightly retraining and promotion."""
+    """Nightly retraining and promotion (see :mod:`nowcast.retrain`)."""
 
     enabled: bool = True
     cron: str = "30 2 * * *"
-    misfire_grace_s: int = Field(3600, ge=0)
+    misfire_grace_s: int = Field(3600, ge=1)
     nice: int = Field(10, ge=0, le=19)
     heldout_days: float = Field(2.0, gt=0)
-    promotion_margin: float = Field(0.01, ge=0)
+    heldout_stride: int = Field(3, ge=1)
+    min_heldout_sequences: int = Field(6, ge=1)
+    promotion_margin: float = Field(0.01, ge=-1, le=1)
+    train_args: list[str] = []
+    timeout_s: float = Field(43200.0, ge=0)
+
+    @field_validator("train_args")
+    @classmethod
+    def _train_args_free(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if arg.split("=", 1)[0] in RETRAIN_OWNS:
+                raise ValueError(
+                    f"{arg.split('=', 1)[0]} is set by the retrainer (remove it)"
+                )
+        return value
 
 
 class VerificationConfig(_Section):

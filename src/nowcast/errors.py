@@ -44,3 +44,7 @@ class ModelError(NowcastError):
 
 class ForecasterError(NowcastError):
     """A forecaster name is unknown or a forecaster cannot run on its input."""
+
+
+class RetrainError(NowcastError):
+    """Retraining could not run to a decision (no archive, the child failed ...)."""

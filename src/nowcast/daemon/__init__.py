@@ -16,7 +16,8 @@ Small modules, one job each (their docstrings hold the contracts):
 - :mod:`.recorder`: events, forecasts and scores to the log and the SQLite store.
 - :mod:`.archive`: scans kept for retraining, pruned by age and size.
 - :mod:`.status`: ``status.json``; :mod:`.notify`: sd_notify;
-  :mod:`.schedule`: the retraining schedule.
+  :mod:`.schedule`: the nightly retraining job (``nowcast retrain --now``, see
+  :mod:`nowcast.retrain`).
 - :mod:`.service`: :class:`Daemon` (``initialize``, ``step(now)``, ``shutdown``).
 - :mod:`.loop`: :func:`run_loop` (signals, the observer thread, the real-time
   wait).

@@ -8,17 +8,22 @@ Contract
    SIGHUP to reload (the previous handlers are put back on the way out);
 2. :meth:`~nowcast.daemon.service.Daemon.initialize` (folders, store, model: a
    :class:`~nowcast.errors.ConfigError` propagates, for exit status 78), starts the
-   watchdog observer on the input directory, and sends ``READY=1``;
+   watchdog observer on the input directory and the nightly retraining scheduler
+   (:class:`~nowcast.daemon.schedule.RetrainScheduler`, kept as
+   ``daemon.scheduler``; ``scheduler_factory`` replaces it in tests, and one that
+   cannot start is logged and leaves retraining off), and sends ``READY=1``;
 3. loops: one step; a pending reload re-reads the configuration file (a bad one
-   is logged and the old settings stay) and reloads the daemon; an observer that
-   died (its thread, or an emitter: a watched folder that went) or could not
-   start is restarted (and the next step reconciles with the disk) up to
-   ``daemon.observer_restarts`` times, after which the loop exits with status 1
+   is logged and the old settings stay) and reloads the daemon and the
+   scheduler's job; an observer that died (its thread, or an emitter: a watched
+   folder that went) or could not start is restarted (and the next step
+   reconciles with the disk) up to ``daemon.observer_restarts`` times, after
+   which the loop exits with status 1
    (systemd restarts the unit); ``WATCHDOG=1`` and ``STATUS=`` are sent every
    :func:`~nowcast.daemon.notify.watchdog_period` while the observer is alive and
    steps complete; then it sleeps until a ready path is queued or
    ``daemon.poll_interval_s`` has passed;
-4. on a stop request the step in hand finishes, the observer stops,
+4. on a stop request the step in hand finishes, the observer and the scheduler
+   stop (a retraining child in hand gets SIGTERM),
    :meth:`~nowcast.daemon.service.Daemon.shutdown` writes the final status, and
    the exit status is 0.
 
@@ -113,6 +118,7 @@ def run_loop(
     observer_factory: Callable[[], Any] | None = None,
     load_settings: Callable[[], Any] | None = None,
     max_steps: int | None = None,
+    scheduler_factory: Callable[[Daemon], Any] | None = None,
 ) -> int:
     """Run until a stop signal (see the module contract); returns the exit status."""
     notifier = notifier or Notifier()
@@ -124,6 +130,7 @@ def run_loop(
     try:
         daemon.initialize()
         observer = _start(build, daemon)
+        _start_scheduler(daemon, scheduler_factory or default_scheduler)
         daemon.intake.next_reconcile = daemon.clock()  # files while the model loaded
         notifier.ready(status_line(daemon))
         period = watchdog_period(daemon.settings.daemon.watchdog_interval_s)
@@ -162,11 +169,42 @@ def run_loop(
     finally:
         notifier.stopping()
         _stop(observer)
+        _stop_scheduler(daemon)
         if daemon.state != "created":
             daemon.shutdown()
         notifier.close()
         restore()
     return status
+
+
+def default_scheduler(daemon: Daemon) -> Any:
+    """The nightly retraining scheduler for the daemon's settings."""
+    from nowcast.daemon.schedule import RetrainScheduler
+
+    return RetrainScheduler(daemon.settings)
+
+
+def _start_scheduler(daemon: Daemon, factory: Callable[[Daemon], Any]) -> None:
+    try:
+        if daemon.scheduler is None:
+            daemon.scheduler = factory(daemon)
+        if daemon.scheduler is not None:
+            daemon.scheduler.start()
+    except Exception as exc:  # retraining off; forecasting goes on
+        daemon.scheduler = None
+        daemon.recorder.event(
+            "error", "retrain",
+            f"nightly retraining not scheduled: {type(exc).__name__}: {exc}",
+        )
+
+
+def _stop_scheduler(daemon: Daemon) -> None:
+    if daemon.scheduler is None:
+        return
+    try:
+        daemon.scheduler.shutdown()
+    except Exception as exc:
+        log.warning("stopping the retraining scheduler", error=str(exc))
 
 
 def _alive(observer) -> bool:
@@ -232,6 +270,14 @@ def _reload(daemon, notifier, load_settings, observer, build):
             daemon.reload(old)
         notifier.ready(status_line(daemon))
         return observer
+    if daemon.scheduler is not None:
+        try:
+            daemon.scheduler.update(daemon.settings)
+        except Exception as exc:
+            daemon.recorder.event(
+                "error", "retrain",
+                f"nightly retraining not rescheduled: {type(exc).__name__}: {exc}",
+            )
     watch = (old.paths.input_dir, old.daemon.polling, old.daemon.pattern)
     if watch != (
         settings.paths.input_dir, settings.daemon.polling, settings.daemon.pattern

@@ -27,6 +27,11 @@ Contract
 5. **Archive** pruning, every reconcile interval.
 6. **Status**: replace ``status.json`` (:mod:`~nowcast.daemon.status`).
 
+The nightly retraining is not a stage: its scheduler is a thread, started by
+:func:`~nowcast.daemon.loop.run_loop` and kept as :attr:`Daemon.scheduler`
+(``None`` here; ``status.json``'s ``next_retrain`` then comes from the cron
+expression). A model it promotes arrives through stage 4.
+
 Each stage is guarded: an exception is logged with its traceback, recorded as an
 event and counted in the status, and the step goes on; nothing that reaches the
 daemon stops it. ``now`` is the step's clock (timezone-aware); tests pass a fake
@@ -94,10 +99,12 @@ class Daemon:
         provider: Provider | None = None,
         queue: PathQueue | None = None,
         clock=utc_now,
+        scheduler: Any = None,
     ) -> None:
         self.queue = queue or PathQueue()
         self.clock = clock
         self._provider = provider
+        self.scheduler = scheduler  # RetrainScheduler: run_loop's (a thread)
         self.recorder = Recorder(settings.paths.store, clock)
         self.state = "created"
         self.started: datetime | None = None

@@ -32,8 +32,9 @@ are ``null``. The keys (``version`` 1):
   threshold of the lead that observation verified, composite kind
   (``{"extrapolation": {"35.0": 0.41}}``; the store holds every count) -- and
   ``scored_leads`` since start;
-- ``step_seconds`` (the last step), ``next_retrain`` (the scheduler's next run,
-  null when retraining is off).
+- ``step_seconds`` (the last step), ``next_retrain`` (the retraining job's next
+  run, from the running scheduler, else from ``retrain.cron``; null when
+  retraining is off).
 
 A failed write is logged by the caller and retried on the next step.
 """
@@ -90,7 +91,11 @@ def build_status(daemon: Any, now: datetime, step_s: float | None = None) -> dic
     if last is not None:
         last["age_s"] = (now - last["time"]).total_seconds()
     try:
-        retrain = next_retrain(s.retrain, now)
+        scheduler = getattr(daemon, "scheduler", None)
+        if scheduler is not None:
+            retrain = scheduler.next_run_time(now)
+        else:
+            retrain = next_retrain(s.retrain, now)
     except ConfigError:
         retrain = None
     verification = daemon.last_verification or {"time": None, "leads": 0, "csi": {}}
