@@ -1,0 +1,98 @@
+"""The training part of a model card, from the history the exported model carries.
+
+Run::
+
+    python bench/model_card.py models/real2d.pt
+
+Prints, as Markdown, what :mod:`nowcast.curriculum.history` put in the checkpoint:
+each training run (command, start, wall time, status, summary) and one row an epoch:
+phase, learning rate, train and validation loss, validation CSI at 35 dBZ (mean over
+leads) of the model against the optical-flow extrapolation and persistence, the
+area ratio at the last lead, and the epoch's seconds. Also the architecture, the
+level counts it was trained on and the held-out scores of its last phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from datetime import datetime
+from pathlib import Path
+
+
+def _f(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 1e-3 else f"{value:.{digits}f}"
+
+
+def _lr(value) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def card(path: Path) -> str:
+    from nowcast.curriculum.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    out = [f"### {path.name}: how it was trained", ""]
+    params = sum(t.numel() for t in state["model"].values())
+    out.append(f"- architecture: `{state['init_kwargs']}` ({params:,} parameters)")
+    data = state.get("data") or {}
+    if data:
+        out.append(f"- data: `{data}`")
+    hold = state.get("holdout")
+    if hold:
+        out.append(
+            f"- held-out cases, CSI35 mean over leads: model {_f(hold.get('csi35_mean'))}"
+            f", extrapolation {_f(hold.get('csi35_extrapolation_mean'))}, persistence "
+            f"{_f(hold.get('csi35_persistence_mean'))}"
+        )
+    for run in state.get("history") or []:
+        started = datetime.fromisoformat(run["started"])
+        finished = run.get("finished")
+        wall = (
+            f"{(datetime.fromisoformat(finished) - started).total_seconds() / 60:.1f} min"
+            if finished
+            else "-"
+        )
+        out += [
+            "",
+            f"Run started {started:%Y-%m-%d %H:%M}Z, {wall}, {run.get('status')}:",
+            "",
+            f"    {run.get('command')}",
+            "",
+            "| phase | epoch | lr | train loss | val loss | val CSI35 | extrapolation "
+            "| persistence | area ratio | s |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        rows: dict[int, dict] = {}
+        for row in run.get("epochs", []):
+            rows.setdefault(row["epoch"], {})[row["split"]] = row
+        for epoch in sorted(rows):
+            tr, va = rows[epoch].get("train", {}), rows[epoch].get("val", {})
+            terms = va.get("terms") or {}
+            seconds = (tr.get("seconds") or 0) + (va.get("seconds") or 0)
+            out.append(
+                f"| {va.get('phase', tr.get('phase'))} | {epoch} | {_lr(tr.get('lr'))} "
+                f"| {_f(tr.get('loss'))} | {_f(va.get('loss'))} "
+                f"| {_f(_mean((va.get('csi35') or {}).values()))} "
+                f"| {_f(terms.get('csi35_extrapolation'))} "
+                f"| {_f(terms.get('csi35_persistence'))} | {_f(va.get('area_ratio'), 3)} "
+                f"| {seconds:.0f} |"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    print(card(ap.parse_args().checkpoint))
+
+
+if __name__ == "__main__":
+    main()
