@@ -48,18 +48,20 @@ def card(path: Path) -> str:
     hold = state.get("holdout")
     if hold:
         out.append(
-            f"- held-out cases, CSI35 mean over leads: model {_f(hold.get('csi35_mean'))}"
-            f", extrapolation {_f(hold.get('csi35_extrapolation_mean'))}, persistence "
+            "- held-out cases, CSI35 mean over leads: model "
+            f"{_f(hold.get('csi35_mean'))}, extrapolation "
+            f"{_f(hold.get('csi35_extrapolation_mean'))}, persistence "
             f"{_f(hold.get('csi35_persistence_mean'))}"
         )
     for run in state.get("history") or []:
         started = datetime.fromisoformat(run["started"])
         finished = run.get("finished")
-        wall = (
-            f"{(datetime.fromisoformat(finished) - started).total_seconds() / 60:.1f} min"
+        minutes = (
+            (datetime.fromisoformat(finished) - started).total_seconds() / 60
             if finished
-            else "-"
+            else None
         )
+        wall = "-" if minutes is None else f"{minutes:.1f} min"
         out += [
             "",
             f"Run started {started:%Y-%m-%d %H:%M}Z, {wall}, {run.get('status')}:",
@@ -82,7 +84,8 @@ def card(path: Path) -> str:
                 f"| {_f(tr.get('loss'))} | {_f(va.get('loss'))} "
                 f"| {_f(_mean((va.get('csi35') or {}).values()))} "
                 f"| {_f(terms.get('csi35_extrapolation'))} "
-                f"| {_f(terms.get('csi35_persistence'))} | {_f(va.get('area_ratio'), 3)} "
+                f"| {_f(terms.get('csi35_persistence'))} "
+                f"| {_f(va.get('area_ratio'), 3)} "
                 f"| {seconds:.0f} |"
             )
     return "\n".join(out)
