@@ -112,7 +112,9 @@ def test_refusals_say_why(ckpt, tmp_path):
         fc.forecast(cell_frames(), TIMES, 8, dx_m=2000.0)
     with pytest.raises(ForecasterError, match="trained on 2-level volumes"):
         fc.forecast(cell_frames(nz=1), TIMES, 7, dx_m=2000.0)
+    assert fc.runs_on(2) and not fc.runs_on(1)
     anyz = ModelForecaster(ckpt, device="cpu", any_levels=True)
+    assert anyz.runs_on(1)
     assert anyz.forecast(cell_frames(nz=1), TIMES, 7, dx_m=2000.0).dbz.shape[1] == 1
     with pytest.raises(ModelError, match="missing.pt"):
         get_forecaster("model", checkpoint=tmp_path / "missing.pt")

@@ -127,7 +127,8 @@ def _import_training(model: Path, store_path: Path) -> None:
     with MetricsStore(store_path) as store:
         added = import_history(store, history)
     if added:
-        epochs = sum(len(run.get("epochs", ())) // 2 for run in history)
+        epochs = sum(len({e["epoch"] for e in run.get("epochs", ())})
+                     for run in history)
         print(f"  its training: {len(history)} run(s), {epochs} epochs, in the store")
 
 

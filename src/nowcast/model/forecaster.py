@@ -118,6 +118,10 @@ class ModelForecaster(Forecaster):
         return cls(checkpoint, **kwargs)
 
     # -- pieces ------------------------------------------------------------------
+    def runs_on(self, levels: int) -> bool:
+        """Whether volumes of ``levels`` levels are ones this model forecasts."""
+        return not self.levels or levels in self.levels or self.any_levels
+
     def _check(self, frames: np.ndarray, n_leads: int) -> None:
         if frames.shape[0] < self.in_frames:
             raise ForecasterError(
@@ -130,7 +134,7 @@ class ModelForecaster(Forecaster):
                 f"{n_leads} asked for"
             )
         nz = frames.shape[1]
-        if self.levels and nz not in self.levels and not self.any_levels:
+        if not self.runs_on(nz):
             trained = " or ".join(str(v) for v in self.levels)
             raise ForecasterError(
                 f"{self.checkpoint.name} was trained on {trained}-level volumes and "
