@@ -14,8 +14,10 @@ cases have one level, so composite = 3D there), events ``>=`` threshold, pixels
 without coverage left out. Also the mean seconds per forecast of each method.
 
 Trained models join as more methods: ``--model real2d=models/real2d.pt`` (any
-number) scores that checkpoint through the ``model`` forecaster, on the CPU unless
-``--device`` says otherwise; a model runs only on the level count it was trained on
+number) scores that checkpoint through the ``model`` forecaster (with its default
+storm-tracked prior, :mod:`nowcast.model.cell_prior`; ``--flow-only NAME=CKPT``
+scores it with the optical-flow prior alone), on the CPU unless ``--device`` says
+otherwise; a model runs only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
 where it does not run. For example, the shipped models' rows::
 
@@ -65,12 +67,14 @@ def case_sequences(case_dir: Path, interval_s: int = 300):
         yield frames[start : start + n], ts, dx
 
 
-def synthetic_sequences(regime: str, count: int, levels: int, size: int):
+def synthetic_sequences(
+    regime: str, count: int, levels: int, size: int, seed0: int = 1000
+):
     from nowcast.synthetic import generate_sequence
 
     for i in range(count):
         seq = generate_sequence(
-            regime, N_IN + N_OUT, seed=1000 + i, size=size, levels=levels,
+            regime, N_IN + N_OUT, seed=seed0 + i, size=size, levels=levels,
             dx_km=500.0 / size, interval_s=300,
         )
         yield seq.frames, list(seq.times), seq.grid.dx_m
@@ -139,17 +143,25 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
                     help="also score this checkpoint as method NAME (repeatable)")
+    ap.add_argument("--flow-only", action="append", default=[], metavar="NAME=CKPT",
+                    help="also score this checkpoint without the storm-tracked prior "
+                    "(the optical-flow prior alone, as in training)")
+    ap.add_argument("--seed0", type=int, default=1000,
+                    help="first simulator seed of the synthetic sequences")
     ap.add_argument("--device", default="cpu", help="device of the models")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     forecasters = {m: get_forecaster(m) for m in methods}
-    for spec in args.model:
+    specs = [(s, True) for s in args.model] + [(s, False) for s in args.flow_only]
+    for spec, prior in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            ap.error(f"--model {spec!r}: give NAME=CKPT")
-        forecasters[name] = get_forecaster("model", checkpoint=path, device=args.device)
+            ap.error(f"--model/--flow-only {spec!r}: give NAME=CKPT")
+        forecasters[name] = get_forecaster(
+            "model", checkpoint=path, device=args.device, cell_prior=prior
+        )
         methods.append(name)
     timings = defaultdict(list)
     results = {"machine": machine(), "groups": {}}
@@ -182,7 +194,9 @@ def main() -> None:
         if args.synthetic <= 0:
             break
         t0 = time.perf_counter()
-        seqs = synthetic_sequences(regime, args.synthetic, args.levels, args.size)
+        seqs = synthetic_sequences(
+            regime, args.synthetic, args.levels, args.size, args.seed0
+        )
         accs, n = score_group(seqs, methods, forecasters, timings)
         results["groups"][f"synthetic {regime}"] = csi_rows(accs, n)
         print(f"synthetic {regime}: {n} sequences, {time.perf_counter() - t0:.0f} s",

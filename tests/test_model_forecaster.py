@@ -62,7 +62,8 @@ def cell_frames(nz: int = 2, size: int = 48) -> np.ndarray:
 
 
 def test_forecast_shapes_units_and_coverage(ckpt):
-    fc = ModelForecaster(ckpt, device="cpu", dbz_floor=0.0)
+    # the flow prior alone (the storm-tracked prior: tests/test_cell_prior.py)
+    fc = ModelForecaster(ckpt, device="cpu", dbz_floor=0.0, cell_prior=False)
     frames = cell_frames()
     res = fc.forecast(frames, TIMES, 7, dx_m=2000.0)
     assert res.method == "model"

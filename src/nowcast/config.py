@@ -113,6 +113,18 @@ class DaemonConfig(_Section):
     watchdog_interval_s: float = Field(30.0, gt=0)
 
 
+class CellPriorConfig(_Section):
+    """The advection head's storm-tracked motion prior (nowcast.model.cell_prior)."""
+
+    enabled: bool = True
+    min_scans: int = Field(2, ge=2)
+    clear_px: float = Field(2.0, ge=0)
+    fit_px: float = Field(0.2, ge=0)
+    dilate_px: int = Field(1, ge=0)
+    ring_px: int = Field(3, ge=1)
+    cap_dbz: float = 30.0
+
+
 class ModelConfig(_Section):
     """ConvLSTM3D Enhanced: the network's shape (passed as explicit arguments)."""
 
@@ -125,6 +137,7 @@ class ModelConfig(_Section):
     use_flow_input: bool = True
     dbz_min: float = 0.0
     dbz_max: float = 70.0
+    cell_prior: CellPriorConfig = CellPriorConfig()
 
 
 class PhaseConfig(_Section):

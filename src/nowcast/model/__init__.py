@@ -3,7 +3,10 @@
 - :mod:`~nowcast.model.cell`: :class:`ConvLSTM3DCell`.
 - :mod:`~nowcast.model.blocks`: the downsampling stem and the upsampling decoder.
 - :mod:`~nowcast.model.warp`: differentiable semi-Lagrangian warping.
-- :mod:`~nowcast.model.network`: :class:`ConvLSTM3DNet` and :class:`NetOutput`.
+- :mod:`~nowcast.model.network`: :class:`ConvLSTM3DNet`, :class:`NetOutput` and
+  :class:`MotionPrior`.
+- :mod:`~nowcast.model.cell_prior`: the storm-tracked motion prior (optical flow
+  plus TITAN's storm motion).
 - :mod:`~nowcast.model.normalise`: dBZ <-> unit range.
 - :mod:`~nowcast.model.factory`: ``ModelConfig`` -> keyword arguments (the only
   place that reads the config).
@@ -11,13 +14,14 @@
 
 from nowcast.model.cell import ConvLSTM3DCell
 from nowcast.model.factory import build_network, network_kwargs
-from nowcast.model.network import ConvLSTM3DNet, NetOutput
+from nowcast.model.network import ConvLSTM3DNet, MotionPrior, NetOutput
 from nowcast.model.normalise import from_unit, to_unit
 from nowcast.model.warp import compose_displacement, warp
 
 __all__ = [
     "ConvLSTM3DCell",
     "ConvLSTM3DNet",
+    "MotionPrior",
     "NetOutput",
     "build_network",
     "compose_displacement",

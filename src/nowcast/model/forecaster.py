@@ -17,6 +17,16 @@ Contract (on top of :mod:`nowcast.baselines.interface`)
   column maximum of the newest 3 frames (exactly what training used,
   :func:`nowcast.curriculum.motion.flow_prior`); without pysteps that raises a
   ``ForecasterError`` naming the extra.
+- **Storm-tracked prior** (advection head with the flow input): by default the
+  network moves the last frame along
+  :func:`~nowcast.model.cell_prior.cell_prior`, its flow prior with TITAN's
+  storm motion over tracked storms; the tracker is built from ``baselines.titan``
+  (:meth:`from_settings`) or its defaults. ``cell_prior``: ``True`` (defaults of
+  :class:`~nowcast.model.cell_prior.CellPriorParams`), ``False`` (the flow
+  prior alone, as in training), a ``CellPriorParams`` or a dict of its fields;
+  :meth:`from_settings` takes ``[model.cell_prior]``. A ``plain`` head or a
+  network without the flow input has no prior: the setting is ignored there
+  (``info["cell_prior"]`` is None).
 - Output: ``n_leads <= out_frames`` (7) leads, dBZ, clamped to
   ``[dbz_floor, dbz_max]`` of the model, NaN wherever the newest frame had no
   coverage; ``motion`` ``(n_leads, 2, y, x)`` m/s (x then y) from the advection
@@ -28,7 +38,7 @@ Contract (on top of :mod:`nowcast.baselines.interface`)
   ``any_levels=True`` (an experiment, never the daemon's default).
 - ``info`` (also in every result's ``info``): checkpoint path, phase, epoch,
   file mtime, device, levels trained on, and per forecast the seconds of the
-  flow and of the network.
+  flow, of the storm prior and of the network, and ``storms_tracked``.
 """
 
 from __future__ import annotations
@@ -66,6 +76,8 @@ class ModelForecaster(Forecaster):
         dbz_floor: float = 0.0,
         bf16: bool = True,
         any_levels: bool = False,
+        cell_prior: Any = True,
+        tracker: Any = None,
     ) -> None:
         import torch
 
@@ -89,6 +101,12 @@ class ModelForecaster(Forecaster):
         self.in_frames = int(self.net.in_frames)
         self.out_frames = int(self.net.out_frames)
         self._torch = torch
+        self.cell_prior = self._prior_params(cell_prior)
+        if self.cell_prior is not None and tracker is None:
+            from nowcast.baselines.titan import TitanForecaster
+
+            tracker = TitanForecaster()
+        self.tracker = tracker
         mtime = datetime.fromtimestamp(self.checkpoint.stat().st_mtime, timezone.utc)
         self.info = {
             "checkpoint": str(self.checkpoint),
@@ -99,6 +117,9 @@ class ModelForecaster(Forecaster):
             "levels": self.levels,
             "flow_input": bool(self.net.flow_input),
             "head": self.net.head,
+            "cell_prior": (
+                None if self.cell_prior is None else self.cell_prior.to_dict()
+            ),
         }
 
     @classmethod
@@ -110,6 +131,15 @@ class ModelForecaster(Forecaster):
                 checkpoint = settings.paths.production_model
             kwargs.setdefault("device", settings.daemon.device)
             kwargs.setdefault("dbz_floor", settings.radar.dbz_floor)
+            if "cell_prior" not in kwargs:
+                cfg = settings.model.cell_prior
+                kwargs["cell_prior"] = (
+                    cfg.model_dump(exclude={"enabled"}) if cfg.enabled else False
+                )
+            if "tracker" not in kwargs:
+                from nowcast.baselines.titan import TitanForecaster
+
+                kwargs["tracker"] = TitanForecaster.from_settings(settings)
         if checkpoint is None:
             raise ForecasterError(
                 "the model forecaster needs a checkpoint (--model CKPT or "
@@ -118,6 +148,23 @@ class ModelForecaster(Forecaster):
         return cls(checkpoint, **kwargs)
 
     # -- pieces ------------------------------------------------------------------
+    def _prior_params(self, choice: Any):
+        from nowcast.model.cell_prior import CellPriorParams
+
+        net = self.net
+        if choice is False or choice is None:
+            return None
+        if net.head != "advection" or not net.flow_input:
+            return None
+        if choice is True:
+            return CellPriorParams()
+        if isinstance(choice, CellPriorParams):
+            return choice
+        try:
+            return CellPriorParams.from_dict(choice)
+        except (TypeError, ValueError) as exc:
+            raise ForecasterError(f"{self.checkpoint.name}: {exc}") from None
+
     def runs_on(self, levels: int) -> bool:
         """Whether volumes of ``levels`` levels are ones this model forecasts."""
         return not self.levels or levels in self.levels or self.any_levels
@@ -154,6 +201,39 @@ class ModelForecaster(Forecaster):
                 f"pysteps: {exc}"
             ) from None
 
+    def _storm_prior(self, past, times, dx_m: float, step: float, flow):
+        """The network's :class:`~nowcast.model.network.MotionPrior` of ``past``."""
+        from nowcast.model.cell_prior import cell_prior
+        from nowcast.model.network import MotionPrior
+        from nowcast.model.normalise import to_unit
+
+        torch = self._torch
+        t_last = times[-len(past) :]
+        times_s = [(t - t_last[0]).total_seconds() for t in t_last]
+        cp = cell_prior(
+            past,
+            times_s,
+            dx_m=float(dx_m),
+            step_s=step,
+            flow=flow,
+            n_leads=self.out_frames,
+            params=self.cell_prior,
+            tracker=self.tracker,
+        )
+        dev = self.device
+        ceiling = None
+        if cp.ceiling is not None:
+            cap = np.minimum(cp.ceiling, self.dbz_max)
+            ceiling = torch.from_numpy(to_unit(cap, self.dbz_min, self.dbz_max))
+            ceiling = ceiling[None].to(dev)
+        prior = MotionPrior(
+            torch.from_numpy(cp.disp)[None].to(dev),
+            torch.from_numpy(cp.mask.astype(np.float32))[None].to(dev),
+            ceiling,
+            torch.from_numpy(cp.motion)[None].to(dev),
+        )
+        return prior, len(cp.storms)
+
     # -- the interface -----------------------------------------------------------
     def forecast(
         self,
@@ -172,17 +252,24 @@ class ModelForecaster(Forecaster):
         step = step_seconds(times, interval_s)
         past = np.asarray(frames[-self.in_frames :], dtype=np.float32)
         t0 = time.perf_counter()
+        use_prior = self.cell_prior is not None
         flow = self._flow(past) if self.net.flow_input else None
         t1 = time.perf_counter()
+        prior, storms = None, None
+        if use_prior:
+            prior, storms = self._storm_prior(past, times, dx_m, step, flow)
+        tp = time.perf_counter()
         x = torch.from_numpy(to_unit(past, self.dbz_min, self.dbz_max))[None]
         x = x.to(self.device)
-        f = None if flow is None else torch.from_numpy(flow)[None].to(self.device)
+        f = None
+        if self.net.flow_input:
+            f = torch.from_numpy(flow)[None].to(self.device)
         with torch.inference_mode():
             if self.bf16:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    out = self.net(x, f)
+                    out = self.net(x, f, prior)
             else:
-                out = self.net(x, f)
+                out = self.net(x, f, prior)
             unit = out.frames[0, :n_leads].float().cpu().numpy()
             motion_px = (
                 None if out.motion is None else out.motion[0, :n_leads].cpu().numpy()
@@ -200,6 +287,9 @@ class ModelForecaster(Forecaster):
         info = {
             **self.info,
             "flow_seconds": round(t1 - t0, 4),
-            "net_seconds": round(t2 - t1, 4),
+            "prior_seconds": round(tp - t1, 4),
+            "net_seconds": round(t2 - tp, 4),
         }
+        if storms is not None:
+            info["storms_tracked"] = storms
         return ForecastResult(dbz=dbz, method=self.name, motion=motion, info=info)

@@ -13,6 +13,14 @@ Contract
 - ``frames``: ``(B, T_out, Z, Y, X)`` float32 in ``[0, 1]``.
 - ``motion``: ``(B, T_out, 2, Y, X)`` float32 motion of each step in px/step (the
   displacement from lead ``k-1`` to lead ``k``) for the advection head, else None.
+- ``prior``: optional :class:`MotionPrior` (advection head only): the
+  storm-tracked prior of :mod:`nowcast.model.cell_prior`. Inside ``prior.mask[k]``
+  (pixels that move with a tracked storm) lead ``k`` is warped by
+  ``prior.disp[k] + R_k``, ``R_k`` the network's residual motion composed on its
+  own; elsewhere by the usual composed ``flow + residual``, so an empty mask gives
+  exactly the frames without the prior. Where ``prior.ceiling`` is given,
+  pixels outside the mask are sampled from ``min(last, ceiling)``. ``motion``
+  inside the mask is ``prior.disp[k] - prior.disp[k-1]`` plus the residual.
 
 Layout
 ------
@@ -61,7 +69,21 @@ from nowcast.model.blocks import Decoder, LevelConv3d, Stem
 from nowcast.model.cell import ConvLSTM3DCell, State
 from nowcast.model.warp import compose_displacement, warp
 
-__all__ = ["ConvLSTM3DNet", "NetOutput"]
+__all__ = ["ConvLSTM3DNet", "MotionPrior", "NetOutput"]
+
+
+class MotionPrior(NamedTuple):
+    """Per-lead prior displacements for the advection head (module contract)."""
+
+    disp: torch.Tensor
+    """``(B, T, 2, Y, X)`` px, ``T >= out_frames``."""
+    mask: torch.Tensor
+    """``(B, T, Y, X)`` float, 1 where the pixel moves with a storm."""
+    ceiling: torch.Tensor | None = None
+    """``(B, Y, X)`` unit-range cap of the field moved outside ``mask``."""
+    motion: torch.Tensor | None = None
+    """``(B, T, 2, Y, X)`` px/step motion of each step inside ``mask`` (None:
+    ``disp[k] - disp[k-1]``)."""
 
 
 class NetOutput(NamedTuple):
@@ -215,7 +237,12 @@ class ConvLSTM3DNet(nn.Module):
             return []
         return [*self.motion.parameters(), *self.change.parameters()]
 
-    def forward(self, x: torch.Tensor, flow: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        flow: torch.Tensor | None = None,
+        prior: MotionPrior | None = None,
+    ) -> NetOutput:
         if x.ndim != 5 or x.shape[1] != self.in_frames:
             raise ValueError(
                 f"x must be (B, {self.in_frames}, Z, Y, X) in unit range, got "
@@ -232,6 +259,8 @@ class ConvLSTM3DNet(nn.Module):
                 "this network was built with flow_input=True: pass flow (B, 2, Y, X) "
                 "in px/step (zeros if no optical flow is available)"
             )
+        if prior is not None:
+            self._check_prior(prior, b, ny, nx)
         x = x.float()
         states: list[State | None] = [None] * len(self.encoder)
         for t in range(self.in_frames):
@@ -240,11 +269,10 @@ class ConvLSTM3DNet(nn.Module):
             )
 
         last = x[:, -1]
-        prior = None if flow is None else flow.float()
-        disp = None
+        disp = rdisp = None
         frames, motions = [], []
         inp = states[-1][0]
-        for _ in range(self.out_frames):
+        for k in range(self.out_frames):
             states, out = self._maybe_checkpoint(
                 self._forecaster_step, inp, states, skips
             )
@@ -257,9 +285,56 @@ class ConvLSTM3DNet(nn.Module):
                 residual = F.interpolate(
                     residual, size=(ny, nx), mode="bilinear", align_corners=False
                 )
-            motion = residual if prior is None else prior + residual
+            motion = residual if flow is None else flow.float() + residual
             disp = compose_displacement(disp, motion)
-            frames.append(_clamp_unit(warp(last, disp) + change))
+            if prior is None:
+                frames.append(_clamp_unit(warp(last, disp) + change))
+                motions.append(motion)
+                continue
+            rdisp = compose_displacement(rdisp, residual)
+            source, motion = self._prior_step(
+                prior, k, last, disp, rdisp, motion, residual
+            )
+            frames.append(_clamp_unit(source + change))
             motions.append(motion)
         motion_out = torch.stack(motions, dim=1) if motions else None
         return NetOutput(torch.stack(frames, dim=1), motion_out)
+
+    def _check_prior(self, prior: MotionPrior, b: int, ny: int, nx: int) -> None:
+        if self.head != "advection":
+            raise ValueError("a motion prior needs the advection head")
+        d = prior.disp
+        if d.ndim != 5 or d.shape[0] != b or d.shape[2:] != (2, ny, nx):
+            raise ValueError(
+                f"prior.disp must be (B, T, 2, Y, X) = ({b}, T, 2, {ny}, {nx}) px, "
+                f"got {tuple(d.shape)}"
+            )
+        if d.shape[1] < self.out_frames:
+            raise ValueError(
+                f"prior.disp has {d.shape[1]} leads, the network forecasts "
+                f"{self.out_frames}"
+            )
+        if prior.mask.shape != (b, d.shape[1], ny, nx):
+            raise ValueError(
+                f"prior.mask must be (B, T, Y, X) = ({b}, {d.shape[1]}, {ny}, {nx}), "
+                f"got {tuple(prior.mask.shape)}"
+            )
+
+    @staticmethod
+    def _prior_step(prior: MotionPrior, k: int, last, disp, rdisp, motion, residual):
+        """Lead ``k`` with the prior: (moved field, motion of the step). ``disp``
+        and ``motion`` are the network's own (flow + residual), ``rdisp`` and
+        ``residual`` its residual displacement and motion alone."""
+        pd = prior.disp[:, k].float()
+        inside = prior.mask[:, k, None].float()
+        outside = 1.0 - inside
+        moved = inside * (pd + rdisp) + outside * disp
+        source = warp(last, moved)
+        if prior.ceiling is not None:
+            capped = torch.minimum(last, prior.ceiling.float()[:, None])
+            source = inside * source + outside * warp(capped, moved)
+        if prior.motion is not None:
+            step = prior.motion[:, k].float()
+        else:
+            step = pd if k == 0 else pd - prior.disp[:, k - 1].float()
+        return source, inside * (step + residual) + outside * motion
