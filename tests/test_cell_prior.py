@@ -209,6 +209,7 @@ def test_the_model_forecaster_uses_it(tmp_path):
 
     ckpt = make_checkpoint(tmp_path / "tiny.pt", levels=(2,))
     frames = storm_frames(speed=(1.5, 1.0))
+    frames[:, :, :3, :3] = np.nan  # a corner without coverage
     on = ModelForecaster(ckpt, device="cpu")
     off = ModelForecaster(ckpt, device="cpu", cell_prior=False)
     res_on = on.forecast(frames, TIMES, 7, dx_m=DX)
@@ -216,6 +217,8 @@ def test_the_model_forecaster_uses_it(tmp_path):
     assert res_on.info["cell_prior"] == CellPriorParams().to_dict()
     assert res_on.info["storms_tracked"] == 1 and res_on.info["prior_seconds"] >= 0
     assert res_off.info["cell_prior"] is None and "storms_tracked" not in res_off.info
+    nan = np.isnan(res_on.dbz)
+    assert (nan == np.isnan(frames[-1])[None]).all()
     # over the storm the motion is the storm's: 1.5 and 1.0 px per 5 min at 2 km
     comp = res_on.dbz[6].max(axis=0) >= 35
     u = res_on.motion[6, 0][comp]
