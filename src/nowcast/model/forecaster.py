@@ -252,18 +252,15 @@ class ModelForecaster(Forecaster):
         step = step_seconds(times, interval_s)
         past = np.asarray(frames[-self.in_frames :], dtype=np.float32)
         t0 = time.perf_counter()
-        use_prior = self.cell_prior is not None
         flow = self._flow(past) if self.net.flow_input else None
         t1 = time.perf_counter()
         prior, storms = None, None
-        if use_prior:
+        if self.cell_prior is not None:
             prior, storms = self._storm_prior(past, times, dx_m, step, flow)
         tp = time.perf_counter()
         x = torch.from_numpy(to_unit(past, self.dbz_min, self.dbz_max))[None]
         x = x.to(self.device)
-        f = None
-        if self.net.flow_input:
-            f = torch.from_numpy(flow)[None].to(self.device)
+        f = None if flow is None else torch.from_numpy(flow)[None].to(self.device)
         with torch.inference_mode():
             if self.bf16:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
