@@ -43,7 +43,7 @@ from nowcast.model.cell_prior import (  # noqa: E402
     cell_prior,
     flow_displacements,
 )
-from nowcast.model.warp import warp  # noqa: E402
+from nowcast.model.warp import warp_masked  # noqa: E402
 from nowcast.verification import ScoreAccumulator  # noqa: E402
 
 VARIANTS = {
@@ -58,26 +58,27 @@ THRESHOLDS = (20.0, 35.0)
 def prior_forecast(past, times, dx, params, tracker) -> np.ndarray:
     """``(N_OUT, z, y, x)`` dBZ: the last frame moved along the prior."""
     flow = flow_prior(past[-3:], 0.0)
-    last = np.nan_to_num(past[-1], nan=0.0)
-    fields = torch.from_numpy(last)[None].expand(N_OUT, -1, -1, -1)
     if params is None:  # the flow alone
-        out = warp(fields, torch.from_numpy(flow_displacements(flow, N_OUT))).numpy()
+        disp, mask, ceiling = flow_displacements(flow, N_OUT), None, None
     else:
         times_s = [(t - times[0]).total_seconds() for t in times]
         p = cell_prior(
             past, times_s, dx_m=dx, step_s=300.0, flow=flow, n_leads=N_OUT,
             params=params, tracker=tracker,
         )
-        disp = torch.from_numpy(p.disp)
-        out = warp(fields, disp).numpy()
-        if p.ceiling is not None:
-            capped = torch.from_numpy(np.minimum(last, p.ceiling[None]))[None]
-            behind = warp(capped.expand(N_OUT, -1, -1, -1), disp).numpy()
-            out = np.where(p.mask[:, None], out, behind)
+        disp, mask, ceiling = p.disp, p.mask, p.ceiling
+    last = torch.from_numpy(np.nan_to_num(past[-1], nan=0.0))
+    out = warp_masked(
+        last[None].expand(N_OUT, -1, -1, -1),
+        torch.from_numpy(disp),
+        None if ceiling is None else torch.from_numpy(mask[:, None]),
+        None if ceiling is None else torch.from_numpy(ceiling)[None, None],
+    ).numpy()
     return np.where(np.isfinite(past[-1])[None], out, np.nan)
 
 
-def score(sequences, tracker, titan):
+def score(sequences, titan):
+    """CSI accumulators of TITAN and every variant (``titan`` also tracks)."""
     accs = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in ["titan", *VARIANTS]}
     n = 0
     for frames, times, dx in sequences:
@@ -85,7 +86,7 @@ def score(sequences, tracker, titan):
         forecasts = {"titan": titan.forecast(
             past, times[:N_IN], N_OUT, dx_m=dx, interval_s=300).dbz}
         for name, params in VARIANTS.items():
-            forecasts[name] = prior_forecast(past, times[:N_IN], dx, params, tracker)
+            forecasts[name] = prior_forecast(past, times[:N_IN], dx, params, titan)
         for name, fc in forecasts.items():
             for k in range(N_OUT):
                 accs[name].add(300 * (k + 1), fc[k], future[k])
@@ -129,7 +130,7 @@ def main() -> None:
     text = []
     for title, seqs in groups:
         t0 = time.perf_counter()
-        accs, n = score(seqs, titan, titan)
+        accs, n = score(seqs, titan)
         text.append(table(title, accs, n))
         print(text[-1], flush=True)
         print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from nowcast.model.warp import compose_displacement, warp
+from nowcast.model.warp import steady_displacements, warp
 
 __all__ = [
     "FORECASTS",
@@ -51,12 +51,8 @@ def extrapolate(last: torch.Tensor, flow: torch.Tensor, n_leads: int) -> torch.T
 
     ``last`` is ``(B, Z, Y, X)``, ``flow`` ``(B, 2, Y, X)`` px/step, held steady.
     """
-    disp = None
-    out = []
-    for _ in range(n_leads):
-        disp = compose_displacement(disp, flow.float())
-        out.append(warp(last.float(), disp))
-    return torch.stack(out, dim=1)
+    disp = steady_displacements(flow, n_leads)
+    return torch.stack([warp(last.float(), d) for d in disp.unbind(1)], dim=1)
 
 
 def count_events(

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from nowcast.model.warp import compose_displacement
+from nowcast.model.warp import steady_displacements
 
 __all__ = [
     "CellPrior",
@@ -148,12 +148,8 @@ def track_scatter_px(track: Any, n_newest: int, dx_m: float) -> float:
 def flow_displacements(flow: np.ndarray, n_leads: int) -> np.ndarray:
     """``(2, y, x)`` px/step -> ``(n_leads, 2, y, x)`` semi-Lagrangian displacements."""
     motion = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32))[None]
-    disp, out = None, []
     with torch.no_grad():
-        for _ in range(n_leads):
-            disp = compose_displacement(disp, motion)
-            out.append(disp[0])
-    return torch.stack(out).numpy().astype(np.float32)
+        return steady_displacements(motion, n_leads)[0].numpy()
 
 
 def cell_prior(

@@ -67,7 +67,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nowcast.model.blocks import Decoder, LevelConv3d, Stem
 from nowcast.model.cell import ConvLSTM3DCell, State
-from nowcast.model.warp import compose_displacement, warp
+from nowcast.model.warp import compose_displacement, warp, warp_masked
 
 __all__ = ["ConvLSTM3DNet", "MotionPrior", "NetOutput"]
 
@@ -329,10 +329,8 @@ class ConvLSTM3DNet(nn.Module):
         inside = prior.mask[:, k, None].float()
         outside = 1.0 - inside
         moved = inside * (pd + rdisp) + outside * disp
-        source = warp(last, moved)
-        if prior.ceiling is not None:
-            capped = torch.minimum(last, prior.ceiling.float()[:, None])
-            source = inside * source + outside * warp(capped, moved)
+        ceiling = None if prior.ceiling is None else prior.ceiling[:, None]
+        source = warp_masked(last, moved, inside, ceiling)
         if prior.motion is not None:
             step = prior.motion[:, k].float()
         else:

@@ -15,6 +15,11 @@ Contract
   where the backward trajectory has reached, as pysteps' semi-Lagrangian scheme
   does). The forecast at lead ``k`` is then one warp of the last observation by
   ``D_k``: one interpolation per lead, so no blur accumulates over leads.
+- :func:`steady_displacements` composes a motion held steady for ``n`` steps:
+  ``(B, n, 2, Y, X)``, the displacements of optical-flow extrapolation.
+- :func:`warp_masked` is :func:`warp` where pixels outside a mask are sampled
+  from the field capped by a ceiling (the storm-tracked prior's "ghost"
+  suppression, :mod:`nowcast.model.cell_prior`).
 - Everything is computed in float32, also under autocast.
 """
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["compose_displacement", "warp"]
+__all__ = ["compose_displacement", "steady_displacements", "warp", "warp_masked"]
 
 
 def _sampling_grid(disp: torch.Tensor) -> torch.Tensor:
@@ -95,3 +100,32 @@ def compose_displacement(
     if disp is None:
         return motion.float()
     return disp.float() + warp(motion, disp, padding_mode="border")
+
+
+def steady_displacements(motion: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """``D_1 .. D_n`` ``(B, n, 2, Y, X)`` of ``motion`` ``(B, 2, Y, X)`` held steady."""
+    disp, out = None, []
+    for _ in range(n_steps):
+        disp = compose_displacement(disp, motion.float())
+        out.append(disp)
+    return torch.stack(out, dim=1)
+
+
+def warp_masked(
+    field: torch.Tensor,
+    disp: torch.Tensor,
+    inside: torch.Tensor | None = None,
+    ceiling: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`warp`, with pixels outside ``inside`` sampled from ``min(field,
+    ceiling)``.
+
+    ``inside`` ``(B, 1, Y, X)`` in [0, 1] and ``ceiling`` ``(B, 1, Y, X)`` (same
+    units as ``field``) go together; without a ceiling this is :func:`warp`.
+    """
+    moved = warp(field, disp)
+    if ceiling is None:
+        return moved
+    inside = inside.float()
+    behind = warp(torch.minimum(field.float(), ceiling.float()), disp)
+    return inside * moved + (1.0 - inside) * behind
