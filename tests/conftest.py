@@ -76,3 +76,17 @@ def moving_cell_scans(
 @pytest.fixture
 def cell_scans() -> list[Scan]:
     return moving_cell_scans()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a module of tiny-tensor tests (``pytestmark =
+    pytest.mark.usefixtures("torch_one_thread")``): tiny tensors gain nothing
+    from threads, and on a busy 2-core machine OpenMP's waiting threads make
+    every small op many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -28,12 +28,8 @@ T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 TIMES = [T0 + timedelta(seconds=s) for s in TIMES_S]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one torch thread (conftest.torch_one_thread)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def storm_frames(

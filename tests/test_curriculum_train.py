@@ -22,14 +22,8 @@ from nowcast.store import MetricsReader
 TINY = ["--synthetic", "3", "--size", "24", "--levels", "2", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine
-    OpenMP's waiting threads make every small op many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one torch thread (conftest.torch_one_thread)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def write_config(root: Path) -> Path:

@@ -24,14 +24,8 @@ TIMES = [T0 + timedelta(minutes=5 * k) for k in range(8)]
 TINY = dict(hidden_channels=(4, 4), stem_channels=4, groups=2, flow_input=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine
-    OpenMP's waiting threads make every small op many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one torch thread (conftest.torch_one_thread)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make_checkpoint(path: Path, levels=(2,), **kw) -> Path:

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from daemon_support import (
     FakeClock,
@@ -44,13 +43,8 @@ TRAIN_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: one torch thread (conftest.torch_one_thread)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _toml(values: list[str]) -> str:
