@@ -136,7 +136,7 @@ class ModelForecaster(Forecaster):
                 kwargs["cell_prior"] = (
                     cfg.model_dump(exclude={"enabled"}) if cfg.enabled else False
                 )
-            if "tracker" not in kwargs:
+            if kwargs["cell_prior"] is not False and "tracker" not in kwargs:
                 from nowcast.baselines.titan import TitanForecaster
 
                 kwargs["tracker"] = TitanForecaster.from_settings(settings)
