@@ -5,7 +5,7 @@ Run (the ablation table in BENCHMARKS.md)::
     python bench/cell_prior.py --real ../shared/data/radar-cases --synthetic 12
 
 Each variant moves the last frame along a prior
-(:func:`nowcast.model.cell_prior.cell_prior`) exactly as the advection head does
+(:func:`nowcast.forecasters.storm_prior.cell_prior`) exactly as the advection head does
 with its residual at zero: pixels inside a storm's moved footprint warped by the
 storm's displacement, the rest by the composed Lucas-Kanade flow, from the field
 with cleared storms capped. Variants:
@@ -36,9 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from skill import N_IN, N_OUT, SHARED, case_sequences, synthetic_sequences  # noqa: E402
 
-from nowcast.baselines import get_forecaster  # noqa: E402
-from nowcast.curriculum.motion import flow_prior  # noqa: E402
-from nowcast.model.cell_prior import (  # noqa: E402
+from nowcast.forecasters import get_forecaster  # noqa: E402
+from nowcast.forecasters.flow import flow_prior  # noqa: E402
+from nowcast.forecasters.storm_prior import (  # noqa: E402
     CellPriorParams,
     cell_prior,
     flow_displacements,

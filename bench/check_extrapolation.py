@@ -3,7 +3,7 @@
 Reads a real case (default fmi-20160928, 40 scans), pools it to 250 x 250 and, for
 sequences of 15 scans every 5 scans (8 in, 7 out), forecasts with
 
-- ``ours``: :class:`nowcast.baselines.pysteps_methods.Extrapolation` (dBZ,
+- ``ours``: :class:`nowcast.forecasters.pysteps_methods.Extrapolation` (dBZ,
   column-maximum Lucas-Kanade on the newest ``motion_frames`` frames);
 - ``pysteps``: the recipe of pysteps' examples: Marshall-Palmer rain rate,
   ``dB_transform(threshold=0.1, zerovalue=-15)``, ``motion.get_method("LK")`` on the
@@ -58,7 +58,7 @@ def contingency(fc: np.ndarray, obs: np.ndarray) -> tuple[int, int, int]:
 
 def pysteps_reference(past: np.ndarray, n_leads: int) -> np.ndarray:
     """pysteps' example recipe on ``(t, y, x)`` dBZ; returns ``(n_leads, y, x)``."""
-    from nowcast.baselines.pysteps_methods import (
+    from nowcast.forecasters.pysteps_methods import (
         dbz_to_rainrate,
         import_pysteps,
         rainrate_to_dbz,
@@ -107,7 +107,7 @@ def skill(frames, times, dx_m, methods) -> None:
 
 
 def timing(frames, times, dx_m) -> None:
-    from nowcast.baselines import get_forecaster
+    from nowcast.forecasters import get_forecaster
 
     past = frames[:N_IN]
     volume = np.concatenate([past - 2.0 * k for k in range(18)], axis=1)
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--motion-frames", type=int, nargs="*", default=[3, 8])
     args = parser.parse_args()
 
-    from nowcast.baselines.pysteps_methods import Extrapolation
+    from nowcast.forecasters.pysteps_methods import Extrapolation
 
     frames, times, dx_m = load(args.case)
     print(f"{args.case}: {frames.shape} dx={dx_m:.0f} m")
@@ -152,7 +152,7 @@ def main() -> None:
         )
     methods["pysteps recipe"] = lambda past, t: pysteps_reference(past[:, 0], N_OUT)
     if args.all:
-        from nowcast.baselines import get_forecaster
+        from nowcast.forecasters import get_forecaster
 
         for name in ("sprog", "anvil"):
             fc = get_forecaster(name)

@@ -7,7 +7,7 @@ Run::
 
 Times (median of ``--repeats`` after one warm-up):
 
-- ``forecaster``: one :class:`nowcast.model.forecaster.ModelForecaster` forecast,
+- ``forecaster``: one :class:`nowcast.forecasters.model.ModelForecaster` forecast,
   what the daemon calls: optical flow (pysteps Lucas-Kanade on the CPU), the
   network, dBZ conversion, copies to and from the device;
 - ``flow``: the optical-flow part of it alone;
@@ -69,7 +69,7 @@ def moving_cells(size: int, levels: int, n: int = 8) -> np.ndarray:
 
 
 def save_untrained(path: Path, levels: int) -> Path:
-    from nowcast.curriculum.checkpoint import save_checkpoint
+    from nowcast.model.checkpoint import save_checkpoint
     from nowcast.model import build_network
 
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     from nowcast.errors import ForecasterError
-    from nowcast.model.forecaster import ModelForecaster
+    from nowcast.forecasters.model import ModelForecaster
 
     if args.threads:
         torch.set_num_threads(args.threads)

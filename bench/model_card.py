@@ -4,7 +4,7 @@ Run::
 
     python bench/model_card.py models/real2d.pt
 
-Prints, as Markdown, what :mod:`nowcast.curriculum.history` put in the checkpoint:
+Prints, as Markdown, what :mod:`nowcast.curriculum.model_history` put in the checkpoint:
 each training run (command, start, wall time, status, summary) and one row an epoch:
 phase, learning rate, train and validation loss, validation CSI at 35 dBZ (mean over
 leads) of the model against the optical-flow extrapolation and persistence, the
@@ -36,7 +36,7 @@ def _mean(values) -> float | None:
 
 
 def card(path: Path) -> str:
-    from nowcast.curriculum.checkpoint import load_checkpoint
+    from nowcast.model.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     out = [f"### {path.name}: how it was trained", ""]

@@ -15,7 +15,7 @@ without coverage left out. Also the mean seconds per forecast of each method.
 
 Trained models join as more methods: ``--model real2d=models/real2d.pt`` (any
 number) scores that checkpoint through the ``model`` forecaster (with its default
-storm-tracked prior, :mod:`nowcast.model.cell_prior`; ``--flow-only NAME=CKPT``
+storm-tracked prior, :mod:`nowcast.forecasters.storm_prior`; ``--flow-only NAME=CKPT``
 scores it with the optical-flow prior alone), on the CPU unless ``--device`` says
 otherwise; a model runs only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nowcast.baselines import get_forecaster
+from nowcast.forecasters import get_forecaster
 from nowcast.radar import pool, read_scan
 from nowcast.verification import ScoreAccumulator
 

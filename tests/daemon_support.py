@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import moving_cell_scans
-from nowcast.baselines.interface import Forecaster, ForecastResult
+from nowcast.forecasters.interface import Forecaster, ForecastResult
 from nowcast.config import load_config
 from nowcast.errors import ModelError
 from nowcast.radar import Scan, write_scan
@@ -114,6 +114,7 @@ class FakeModel(Forecaster):
         *,
         dx_m: float,
         interval_s: float | None = None,
+        context=None,
     ) -> ForecastResult:
         self.calls += 1
         if self.hook is not None:

@@ -5,7 +5,7 @@ folder with a ``config.toml`` (relative paths, as ``nowcast demo`` writes): scan
 from the simulator, forecast sets from the forecast writer (TITAN layout), a
 metrics store written through :class:`~nowcast.store.MetricsStore` (forecasts,
 scores with known counts, a training run, a retrain decision, a rejected scan),
-and ``status.json`` as :mod:`nowcast.daemon.status` writes it. Everything is
+and ``status.json`` as :mod:`nowcast.daemon.status_file` writes it. Everything is
 fixed in time around :data:`NOW`, so the screen does not depend on the clock.
 """
 
@@ -85,7 +85,7 @@ def write_config(root: Path) -> Path:
 def status_json(
     pid: int, updated: datetime, *, state: str = "running", errors: int = 1
 ) -> dict:
-    """status.json in the keys of :mod:`nowcast.daemon.status` (version 1)."""
+    """status.json in the keys of :mod:`nowcast.daemon.status_file` (version 1)."""
     iso = "%Y-%m-%dT%H:%M:%SZ"
     scan = LAST_SCAN
     if updated < LAST_SCAN:  # the daemon stopped before the newest scan came

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from conftest import RADAR_CASES, moving_cell_scans
-from nowcast.curriculum import cache_build as build_mod
-from nowcast.curriculum.archive import ArchiveCache, decode_dbz, encode_dbz
+from nowcast.curriculum import archive_cache_build as build_mod
+from nowcast.curriculum.archive_cache import ArchiveCache, decode_dbz, encode_dbz
+from nowcast.curriculum.archive_cache_build import build_cache
 from nowcast.curriculum.augment import Dihedral, apply
 from nowcast.curriculum.classify import (
     ADVECTION,
@@ -60,7 +61,7 @@ def archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cache(archive, tmp_path_factory) -> ArchiveCache:
-    return ArchiveCache.build([archive], tmp_path_factory.mktemp("cache"))
+    return build_cache([archive], tmp_path_factory.mktemp("cache"))
 
 
 # -- encoding and cache --------------------------------------------------------
@@ -105,28 +106,28 @@ def test_cache_build_cases_runs_and_frames(cache, archive):
 
 def test_incremental_rebuild_reads_only_new_files(archive, tmp_path, monkeypatch):
     calls = []
-    real = build_mod.read_scan
+    real = build_mod.read_pooled
 
     def counting(path, *a, **k):
         calls.append(Path(path).name)
         return real(path, *a, **k)
 
-    monkeypatch.setattr(build_mod, "read_scan", counting)
+    monkeypatch.setattr(build_mod, "read_pooled", counting)
     data = tmp_path / "data"
     for s in _scans(4, T0):
         write_scan(s, data / "caseC")
     (data / "caseC" / "bad.nc").write_bytes(b"not netcdf")
-    first = ArchiveCache.build([data], tmp_path / "cache")
+    first = build_cache([data], tmp_path / "cache")
     assert len(calls) == 5 and first.stats.rejected == 1
     calls.clear()
-    again = ArchiveCache.build([data], tmp_path / "cache")
+    again = build_cache([data], tmp_path / "cache")
     assert calls == [] and again.stats.reused == 4 and again.stats.cases_rebuilt == 0
     assert again.cases == first.cases
     old_codes = np.array(first.codes(f"{data.name}/caseC"))
     # one new scan: only it is read; the old frames are kept
     new = _scans(5, T0)[-1]
     write_scan(new, data / "caseC")
-    third = ArchiveCache.build([data], tmp_path / "cache")
+    third = build_cache([data], tmp_path / "cache")
     assert calls == ["ncf_20240601_122000.nc"]
     key = f"{data.name}/caseC"
     assert third.cases[key].n_frames == 5
@@ -138,7 +139,7 @@ def test_incremental_rebuild_reads_only_new_files(archive, tmp_path, monkeypatch
         p.rmdir() if p.is_dir() else p.unlink()
     (data / "caseC").rmdir()
     (data / "caseD").mkdir()
-    assert ArchiveCache.build([data], tmp_path / "cache").cases == {}
+    assert build_cache([data], tmp_path / "cache").cases == {}
     assert not file.exists()
 
 
@@ -398,7 +399,7 @@ def test_real_case_gives_26_windows(tmp_path):
     data = tmp_path / "radar-cases"
     data.mkdir()
     os.symlink(case, data / case.name)
-    cache = ArchiveCache.build([data], tmp_path / "cache")
+    cache = build_cache([data], tmp_path / "cache")
     assert cache.stats.read == 40 and cache.stats.rejected == 0
     c = cache.cases["radar-cases/fmi-20160928"]
     assert c.shape == (40, 1, 250, 250) and c.dx_m == pytest.approx(2000.0, rel=1e-3)

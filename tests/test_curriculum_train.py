@@ -13,9 +13,9 @@ import torch
 
 from nowcast.cli import main
 from nowcast.config import load_config
-from nowcast.curriculum.checkpoint import load_checkpoint
+from nowcast.model.checkpoint import load_checkpoint
 from nowcast.curriculum.loaders import spec_from
-from nowcast.curriculum.runner import TrainRequest, train
+from nowcast.curriculum.training import TrainRequest, train
 from nowcast.store import MetricsReader
 
 #: 2 levels, 24 x 24, hidden (4, 4): seconds an epoch on a shared 2-core CPU
@@ -168,7 +168,7 @@ def test_curriculum_runs_three_phases(tmp_path, capsys):
     assert [(e["phase"], e["epoch"], e["split"]) for e in run["epochs"]] == [
         (r["phase"], r["epoch"], r["split"]) for r in rows
     ]
-    from nowcast.curriculum.history import import_history
+    from nowcast.curriculum.model_history import import_history
     from nowcast.store import MetricsStore
 
     with MetricsStore(tmp_path / "fresh.sqlite") as store:

@@ -24,7 +24,7 @@ from daemon_support import (
 from nowcast.cli import main
 from nowcast.daemon import Daemon, run_loop
 from nowcast.daemon.notify import Notifier
-from nowcast.daemon.status import read_status
+from nowcast.daemon.status_file import read_status
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from daemon_support import (
     write_checkpoint,
 )
 from nowcast.daemon import Daemon
-from nowcast.daemon.status import read_status
+from nowcast.daemon.status_file import read_status
 from nowcast.daemon.watcher import Kind
 from nowcast.store import MetricsReader
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import netCDF4
 import pytest
@@ -18,7 +19,7 @@ from daemon_support import (
 )
 from nowcast.daemon import Daemon
 from nowcast.daemon.buffer import Outcome
-from nowcast.daemon.status import read_status
+from nowcast.daemon.status_file import read_status
 from nowcast.daemon.watcher import Kind
 from nowcast.radar import read_latest_data_info
 from nowcast.store import MetricsReader
@@ -104,7 +105,10 @@ def test_status_json_holds_the_state(tmp_path):
     assert status["state"] == "running"
     assert status["last_scan"]["time"] == "2024-06-01T12:35:00Z"
     assert status["last_scan"]["age_s"] > 0
-    assert status["last_forecast"]["latency_s"] >= 0
+    # from the newest scan's close (its mtime) to the forecast: inside that span
+    newest = max(s.paths.input_dir.rglob("*.nc"), key=lambda p: p.stat().st_mtime)
+    since_close = time.time() - newest.stat().st_mtime
+    assert 0 < status["last_forecast"]["latency_s"] <= since_close
     assert status["last_forecast"]["files"] == 7
     assert status["device"] == "cpu"
     assert status["queue_length"] == 0
@@ -272,3 +276,66 @@ def test_motion_goes_out_as_u_and_v_when_configured(tmp_path):
     with netCDF4.Dataset(forecast_files(s)[0]) as ds:
         assert {"U", "V"} <= set(ds.variables)
         assert ds["U"].units == "m s-1"
+
+
+def test_the_live_scores_are_nowcast_evals_scores_of_the_written_files(tmp_path):
+    """The daemon verifies the set as written (clamped, as stored), so its scores
+    in the store and ``nowcast eval`` on the same files and scans are the same
+    counts, threshold by threshold."""
+    from nowcast.cli import main
+
+    s = workspace(tmp_path)
+    scans = cell_scans(9)
+    for scan in scans[:8]:
+        write(s, scan)
+    d, clock = started(s)
+    d.step(clock.now)
+    arrive(d, write(s, scans[8]))
+    assert d.step(clock.advance(1)).scored > 0
+    d.shutdown(clock.now)
+    with MetricsReader(s.paths.store) as db:
+        live = {
+            (r["kind"], r["threshold"]): (
+                r["hits"], r["misses"], r["false_alarms"], r["correct_negatives"]
+            )
+            for r in db.query(
+                "SELECT * FROM scores WHERE method = 'extrapolation' AND lead_s = 300"
+            )
+        }
+    report = tmp_path / "eval.json"
+    status = main([
+        "eval", "--obs", str(s.paths.input_dir), "--forecasts",
+        str(s.paths.output_dir), "--method", "extrapolation", "--json", str(report),
+        "--config", str(tmp_path / "config.toml"),
+    ])
+    assert status == 0
+    counts = json.loads(report.read_text())["scores"]["counts"]
+    offline = {
+        (kind, thr): (h, m, fa, cn) for lead, kind, thr, h, m, fa, cn in counts
+        if lead == 300
+    }
+    assert live and live == offline
+    assert any(h > 0 for h, *_ in live.values())  # the cell was forecast and seen
+
+
+def test_status_says_starting_while_it_starts_and_stopping_when_asked(tmp_path):
+    s = workspace(tmp_path)
+    s.paths.status_file.parent.mkdir(parents=True, exist_ok=True)
+    s.paths.status_file.write_text('{"version": 1, "state": "running"}')  # stale
+    clock = FakeClock()
+    d = Daemon(s, clock=clock)
+    seen = []
+    real_start = d.models.start
+
+    def start(now):
+        seen.append(read_status(s.paths.status_file)["state"])
+        return real_start(now)
+
+    d.models.start = start
+    d.initialize(clock.now)
+    assert seen == ["starting"]
+    assert read_status(s.paths.status_file)["state"] == "running"
+    d.stopping(clock.now)
+    assert read_status(s.paths.status_file)["state"] == "stopping"
+    d.shutdown(clock.now)
+    assert read_status(s.paths.status_file)["state"] == "stopped"

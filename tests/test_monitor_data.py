@@ -24,11 +24,11 @@ from nowcast.errors import ScanError
 from nowcast.monitor import fmt
 from nowcast.monitor.data import Workspace, latest_scan, load_health
 from nowcast.monitor.forecasts import FieldCache, find_forecast_set
-from nowcast.monitor.history import load_skill, load_training, order_methods
+from nowcast.monitor.store_loaders import load_skill, load_training, order_methods
 from nowcast.monitor.image import RadarImage, block_max, fit
 from nowcast.monitor.palette import COLOURS, classify, legend
 from nowcast.monitor.plot import BrailleChart, HLine, Series, spark
-from nowcast.monitor.status import judge_daemon, parse_status, read_status
+from nowcast.monitor.daemon_status import judge_daemon, parse_status, read_status
 
 
 @pytest.fixture(scope="module")
@@ -294,9 +294,8 @@ def test_formatting():
 
 
 def test_status_file_round_trip_with_the_daemon_writer(tmp_path):
-    daemon_status = pytest.importorskip(
-        "nowcast.daemon.status", reason="the daemon's status writer is not built"
-    )
+    from nowcast.daemon import status_file as daemon_status
+
     path = tmp_path / "status.json"
     daemon_status.write_status(path, json.loads(json.dumps(status_json(7, NOW))))
     status, error = read_status(path)

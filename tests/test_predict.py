@@ -10,13 +10,14 @@ import netCDF4
 import numpy as np
 import pytest
 
-from conftest import moving_cell_scans
-from nowcast.baselines.interface import ForecastResult, Forecaster
+from conftest import moving_cell_scans, real_case_files
+from nowcast.forecasters.interface import ForecastResult, Forecaster
 from nowcast.cli import main
 from nowcast.config import OutputConfig, Settings
 from nowcast.errors import ForecasterError
-from nowcast.pipeline import find_sequences, forecast_and_write, prepare_frames
-from nowcast.radar import read_scan, scan_rel_path, write_scan
+from nowcast.pipeline import WriteOptions, forecast_set, prepare_frames, write_set
+from nowcast.radar.sequences import find_sequences
+from nowcast.radar import pool, read_scan, scan_rel_path, write_scan
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 SIZE, NZ = 40, 2
@@ -80,29 +81,85 @@ class _SteadyMotion(Forecaster):
 
     name = "steady"
 
-    def forecast(self, frames, times, n_leads, *, dx_m, interval_s=None):
+    def forecast(self, frames, times, n_leads, *, dx_m, interval_s=None, context=None):
         dbz = np.repeat(frames[-1:], n_leads, axis=0)
         motion = np.zeros((n_leads, 2, *frames.shape[2:]), np.float32)
         motion[:, 0], motion[:, 1] = 3.0, -1.0
         return ForecastResult(dbz=dbz, method=self.name, motion=motion)
 
 
-def test_forecast_and_write_upsamples_dbz_and_motion(tmp_path):
+def _forecast_and_write(forecaster, scans, settings, output_dir):
+    frames, pooled = prepare_frames(scans, settings.grid.pool_factor)
+    result = forecast_set(
+        forecaster, frames, [s.time for s in scans], settings.grid.output_frames,
+        dx_m=pooled.dx_m, interval_s=settings.grid.interval_s,
+    )
+    options = WriteOptions.from_settings(settings, output_dir=output_dir)
+    return result, write_set(
+        result, scans[-1].grid, scans[-1].time, options, model_name="m1"
+    )
+
+
+def test_write_set_upsamples_dbz_and_motion(tmp_path):
     settings = Settings(output=OutputConfig(write_motion=True))
     scans = moving_cell_scans(n=8, nz=NZ, size=SIZE, start=T0)
-    res = forecast_and_write(
-        _SteadyMotion(), scans, settings, model_name="m1", output_dir=tmp_path
-    )
+    result, res = _forecast_and_write(_SteadyMotion(), scans, settings, tmp_path)
     assert res.issue_time == scans[-1].time
     assert [f.lead_s for f in res.files] == LEADS_S
-    assert set(res.timings) == {"pool", "forecast", "write"}
-    assert res.forecast.dbz.shape == (7, NZ, SIZE // 2, SIZE // 2)
+    assert result.dbz.shape == (7, NZ, SIZE // 2, SIZE // 2)
+    assert res.verify_frames.shape == result.dbz.shape
     with netCDF4.Dataset(res.files[0].path) as ds:
         assert ds.variables["DBZ"].shape == (1, NZ, SIZE, SIZE)
         np.testing.assert_allclose(ds.variables["U"][0], 3.0, atol=1e-4)
         np.testing.assert_allclose(ds.variables["V"][0], -1.0, atol=1e-4)
         assert ds.nowcast_method == "steady"
         assert ds.nowcast_model == "m1"
+
+
+@pytest.mark.parametrize("upsample", [True, False])
+def test_verify_frames_are_what_a_reader_of_the_files_scores(tmp_path, upsample):
+    """The daemon verifies ``verify_frames``; ``nowcast eval`` reads the files and
+    pools them: the two must be the same numbers, clamp and rounding included."""
+    settings = Settings(output=OutputConfig(upsample=upsample))
+    scans = moving_cell_scans(n=8, nz=NZ, size=SIZE, start=T0)
+
+    class Hot(_SteadyMotion):  # above dbz_max and below the floor: clamped on write
+        def forecast(self, *args, **kwargs):
+            res = super().forecast(*args, **kwargs)
+            res.dbz = res.dbz * 2.1 - 4.003
+            return res
+
+    result, res = _forecast_and_write(Hot(), scans, settings, tmp_path)
+    r = settings.radar
+    assert result.dbz.max() > r.dbz_max and result.dbz.min() < r.dbz_floor
+    for k, f in enumerate(res.files):
+        written = read_scan(f.path, "DBZ", r.dbz_floor).dbz
+        if upsample:
+            written = pool(written, settings.grid.pool_factor)
+        np.testing.assert_array_equal(res.verify_frames[k], written)
+    assert res.verify_frames.max() <= r.dbz_max
+    assert not np.array_equal(res.verify_frames, result.dbz)
+
+
+def test_forecast_set_refuses_a_result_that_breaks_the_interface():
+    scans = moving_cell_scans(n=8, nz=NZ, size=SIZE, start=T0)
+    frames, pooled = prepare_frames(scans, 2)
+    times = [s.time for s in scans]
+
+    class Short(_SteadyMotion):
+        def forecast(self, frames, times, n_leads, **kw):
+            return super().forecast(frames, times, n_leads - 1, **kw)
+
+    class Holes(_SteadyMotion):
+        def forecast(self, *args, **kwargs):
+            res = super().forecast(*args, **kwargs)
+            res.dbz[0, 0, 0, 0] = np.nan
+            return res
+
+    with pytest.raises(ForecasterError, match="shape"):
+        forecast_set(Short(), frames, times, 7, dx_m=pooled.dx_m, interval_s=300)
+    with pytest.raises(ForecasterError, match="not finite"):
+        forecast_set(Holes(), frames, times, 7, dx_m=pooled.dx_m, interval_s=300)
 
 
 # --- nowcast predict ------------------------------------------------------------
@@ -190,7 +247,7 @@ def test_predict_refuses_a_model_without_method_model(tmp_path, capsys):
 
 
 def test_predict_reads_each_scan_once(tmp_path, capsys, monkeypatch):
-    import nowcast.radar
+    import nowcast.radar.pooled
 
     scans_dir = tmp_path / "scans"
     write_scans(scans_dir, 11)
@@ -198,13 +255,13 @@ def test_predict_reads_each_scan_once(tmp_path, capsys, monkeypatch):
         next(scans_dir.rglob("*_120000.nc")), scans_dir / "dup_20240601_120000.nc"
     )
     calls: list[Path] = []
-    real = nowcast.radar.read_scan
+    real = nowcast.radar.pooled.read_scan
 
     def counting(path, *args, **kwargs):
         calls.append(Path(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(nowcast.radar, "read_scan", counting)
+    monkeypatch.setattr(nowcast.radar.pooled, "read_scan", counting)
     status, text = predict(
         capsys, "--input", scans_dir, "--output", tmp_path / "out",
         "--method", "persistence",
@@ -220,8 +277,9 @@ def test_the_shipped_real2d_model_forecasts_a_real_case(tmp_path, capsys):
     not trained on: TITAN-layout files that say which model made them, and a t+5
     forecast that verifies better than persistence (CSI at 35 dBZ)."""
     repo = Path(__file__).resolve().parents[1]
-    case = repo.parent / "shared" / "data" / "radar-cases" / "fmi-20160928"
-    files = sorted(case.glob("*/*.nc"))[:9]
+    files = real_case_files("fmi-20160928")[:9]
+    if len(files) < 9:
+        pytest.skip("shared radar case fmi-20160928 not found")
     scans_dir, out = tmp_path / "scans", tmp_path / "out"
     for f in files:
         (scans_dir / f.parent.name).mkdir(parents=True, exist_ok=True)

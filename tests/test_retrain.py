@@ -117,7 +117,7 @@ def test_split_refuses_an_archive_with_nothing_to_train_on(tmp_path):
 
 
 def test_heldout_scores_are_csi35_on_the_pooled_composite(archive):
-    from nowcast.baselines import get_forecaster
+    from nowcast.forecasters import get_forecaster
     from nowcast.radar import pool, read_scan
 
     split = split_archive(archive)
@@ -260,7 +260,7 @@ def test_retrain_refuses_too_few_heldout_sequences_and_records_why(tmp_path):
 
 
 def test_one_retraining_at_a_time(archive):
-    from nowcast.retrain.runner import exclusive
+    from nowcast.retrain.retraining import exclusive
 
     lock = archive.paths.state_dir / "retrain" / "lock"
     with exclusive(lock), pytest.raises(RetrainError, match=f"pid {os.getpid()}"):

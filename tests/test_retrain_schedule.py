@@ -22,7 +22,7 @@ from nowcast.daemon.schedule import (
     next_retrain,
     retrain_command,
 )
-from nowcast.daemon.status import read_status
+from nowcast.daemon.status_file import read_status
 from nowcast.errors import ConfigError
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import moving_cell_scans
-from nowcast.baselines import get_forecaster
-from nowcast.baselines.titan import TitanForecaster
-from nowcast.baselines.titan_storms import fit_ellipse, identify_storms
-from nowcast.baselines.titan_tracking import (
+from nowcast.forecasters import get_forecaster
+from nowcast.forecasters.titan import TitanForecaster
+from nowcast.forecasters.titan_storms import fit_ellipse, identify_storms
+from nowcast.forecasters.titan_tracking import (
     TITAN_WEIGHTS,
     Track,
     TrackParams,

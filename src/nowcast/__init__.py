@@ -6,7 +6,7 @@ Subpackages, one pipeline stage each:
   contract), grid operations (pooling, upsampling).
 - :mod:`nowcast.synthetic`: the 3D storm simulator.
 - :mod:`nowcast.verification`: contingency scores, FSS, MAE.
-- :mod:`nowcast.baselines`: the forecaster interface, its registry and the classical
+- :mod:`nowcast.forecasters`: the forecaster interface, its registry and the classical
   forecasters (persistence, TITAN-style, optical flow).
 - :mod:`nowcast.model`: ConvLSTM3D cells and networks.
 - :mod:`nowcast.curriculum`: losses, phases, training.

@@ -37,13 +37,8 @@ COMMANDS = (
 
 def _load_commands():
     found = {}
-    for name in COMMANDS:
-        try:
-            found[name] = importlib.import_module(f"nowcast.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"nowcast.commands.{name}":
-                continue  # not built yet
-            raise
+    for name in COMMANDS:  # a missing command module is a broken install: raise
+        found[name] = importlib.import_module(f"nowcast.commands.{name}")
     return found
 
 

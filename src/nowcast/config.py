@@ -114,7 +114,7 @@ class DaemonConfig(_Section):
 
 
 class CellPriorConfig(_Section):
-    """The advection head's storm-tracked motion prior (nowcast.model.cell_prior)."""
+    """The advection head's storm-tracked motion prior (forecasters.storm_prior)."""
 
     enabled: bool = True
     min_scans: int = Field(2, ge=2)

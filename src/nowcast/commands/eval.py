@@ -9,7 +9,8 @@ pooled grid is compared with the pooled observation as it is. Prints tables of
 CSI / POD / FAR / bias per lead and threshold (3D and composite), the FSS per window
 and the MAE, and how many files were matched, had no observation or were skipped;
 ``--json FILE`` writes the same numbers. Exits 1 with a message when a directory is
-missing or no forecast could be matched.
+missing or no forecast could be matched. The matching and scoring are
+:func:`nowcast.verification.offline.score_files`; this module parses and reports.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 
 HELP = "score forecast files against the observed scans valid at the same times"
-_TALLIES = ("found", "matched", "no_observation", "unreadable", "other_grid")
 
 
 def _thresholds(text: str) -> list[float]:
@@ -70,122 +70,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args, settings) -> int:
-    import json
-    from collections import Counter, OrderedDict
+    from nowcast.radar.pooled import reading_options
+    from nowcast.verification import format_scores
+    from nowcast.verification.offline import score_files
 
-    import structlog
-
-    from nowcast.errors import ScanError
-    from nowcast.fsutil import write_text_atomic
-    from nowcast.radar import pool, read_scan
-    from nowcast.verification import (
-        ScoreAccumulator,
-        VerificationError,
-        find_forecasts,
-        format_scores,
-        index_observations,
-        read_forecast_attrs,
-    )
-
-    log = structlog.get_logger(__name__)
     ver = settings.verification
-    radar = settings.radar
     factor = args.pool or settings.grid.pool_factor
     tolerance = ver.match_tolerance_s if args.tolerance is None else args.tolerance
-    thresholds = args.thresholds or ver.thresholds
+    result = score_files(
+        args.forecasts,
+        args.obs,
+        thresholds=args.thresholds or ver.thresholds,
+        pool_factor=factor,
+        tolerance_s=tolerance,
+        fss_threshold=ver.fss_threshold,
+        fss_windows=ver.fss_windows,
+        field_name=settings.output.field_name,
+        read_options=reading_options(settings.radar),
+        method=args.method,
+    )
+    _report(args, result, factor, tolerance)
+    print()
+    print(format_scores(result.scores))
+    if args.json:
+        _write_json(args, result, factor, tolerance)
+    return 0
 
-    entries = find_forecasts(args.forecasts)
-    if not entries:
-        raise VerificationError(
-            f"{args.forecasts}: no forecast files (expected yyyymmdd/g_hhmmss/"
-            "f_%08d.nc or yyyymmdd/hhmmss.nc under it)"
-        )
-    observations = index_observations(args.obs, exclude=args.forecasts)
-    if not observations:
-        raise VerificationError(f"{args.obs}: no observed scans (*.nc) under it")
 
-    def pooled(volume):
-        try:
-            return pool(volume, factor)
-        except ValueError as exc:
-            raise VerificationError(f"--pool {factor}: {exc}") from None
+def _report(args, result, factor: int, tolerance: float) -> None:
+    """The summary lines; nothing matched is an error that says why."""
+    from nowcast.verification import VerificationError
 
-    obs_cache: OrderedDict = OrderedDict()
-
-    def observed(path):
-        if path not in obs_cache:
-            expected = (radar.expected_levels, radar.expected_ny, radar.expected_nx)
-            scan = read_scan(
-                path, radar.reflectivity_name or None, radar.dbz_floor, expected
-            )
-            obs_cache[path] = (scan.dbz, pooled(scan.dbz))
-            if len(obs_cache) > 8:
-                obs_cache.popitem(last=False)
-        return obs_cache[path]
-
-    acc = ScoreAccumulator(thresholds, ver.fss_threshold, ver.fss_windows)
-    tally: Counter = Counter()
-    issues = set()
-    methods_seen: set[str] = set()
-    methods_scored: Counter = Counter()
-    for entry in entries:
-        lead, issue = entry.lead_s, entry.issue_time
-        try:
-            attrs = read_forecast_attrs(entry.path)
-            method = attrs.method or "unknown"
-            methods_seen.add(method)
-            if args.method and method != args.method:
-                continue
-            lead = attrs.lead_s if lead is None else lead
-            issue = attrs.issue_time if issue is None else issue
-        except ScanError as exc:
-            method = "unknown"
-            if args.method:
-                tally["unreadable"] += 1
-                log.warning("cannot read", file=str(exc.path), reason=exc.reason)
-                continue
-        tally["found"] += 1
-        try:
-            if lead is None:
-                tally["unreadable"] += 1
-                log.warning("forecast without a lead time", file=str(entry.path))
-                continue
-            obs_path = observations.find(entry.valid_time, tolerance)
-            if obs_path is None:
-                tally["no_observation"] += 1
-                continue
-            fc = read_scan(entry.path, settings.output.field_name, radar.dbz_floor)
-            ob_full, ob = observed(obs_path)
-        except ScanError as exc:
-            tally["unreadable"] += 1
-            log.warning("cannot read", file=str(exc.path), reason=exc.reason)
-            continue
-        if fc.dbz.shape == ob_full.shape:
-            f = pooled(fc.dbz)
-        elif fc.dbz.shape == ob.shape:
-            f = fc.dbz  # written on the pooled model grid
-        else:
-            tally["other_grid"] += 1
-            log.warning(
-                "forecast and observation grids differ",
-                file=str(entry.path), forecast=fc.dbz.shape, observed=ob_full.shape,
-            )
-            continue
-        acc.add(lead, f, ob)
-        tally["matched"] += 1
-        methods_scored[method] += 1
-        if issue is not None:
-            issues.add(issue)
-
-    if args.method and not tally["found"]:
-        raise VerificationError(
-            f"{args.forecasts}: no forecast made by method {args.method!r} "
-            f"(methods found: {', '.join(sorted(methods_seen)) or 'none'})"
-        )
+    tally = result.files
     summary = (
         f"Matched {tally['matched']} of {tally['found']} forecast files "
-        f"({len(issues)} issue times) with observations within {tolerance:g} s; "
-        f"{tally['no_observation']} had no observation"
+        f"({len(result.issue_times)} issue times) with observations within "
+        f"{tolerance:g} s; {tally['no_observation']} had no observation"
     )
     skipped = [
         f"{tally[k]} {what}"
@@ -200,29 +120,33 @@ def run(args, settings) -> int:
             "of --forecasts the same period?)"
         )
     print(summary + ".")
-    scored = ", ".join(f"{m} ({n})" for m, n in sorted(methods_scored.items()))
+    scored = ", ".join(f"{m} ({n})" for m, n in sorted(result.methods_scored.items()))
     print(f"Pooling {factor} x {factor}; methods: {scored}")
-    if len(methods_scored) > 1:
+    if len(result.methods_scored) > 1:
         print("Note: forecasts of several methods are scored together (see --method).")
-    print()
-    print(format_scores(acc))
-    if args.json:
-        report = {
-            "forecasts_dir": str(args.forecasts),
-            "obs_dir": str(args.obs),
-            "method": args.method,
-            "pool": factor,
-            "tolerance_s": tolerance,
-            "files": {k: tally[k] for k in _TALLIES},
-            "methods": dict(sorted(methods_scored.items())),
-            "issue_times": len(issues),
-            "scores": acc.to_dict(),
-        }
-        try:
-            text = json.dumps(report, indent=2, allow_nan=False)
-            write_text_atomic(args.json, text)
-        except OSError as exc:
-            raise VerificationError(
-                f"{args.json}: cannot write JSON: {exc.strerror or exc}"
-            ) from None
-    return 0
+
+
+def _write_json(args, result, factor: int, tolerance: float) -> None:
+    import json
+
+    from nowcast.fsutil import write_text_atomic
+    from nowcast.verification import VerificationError
+    from nowcast.verification.offline import FILE_TALLIES
+
+    report = {
+        "forecasts_dir": str(args.forecasts),
+        "obs_dir": str(args.obs),
+        "method": args.method,
+        "pool": factor,
+        "tolerance_s": tolerance,
+        "files": {k: result.files[k] for k in FILE_TALLIES},
+        "methods": dict(sorted(result.methods_scored.items())),
+        "issue_times": len(result.issue_times),
+        "scores": result.scores.to_dict(),
+    }
+    try:
+        write_text_atomic(args.json, json.dumps(report, indent=2, allow_nan=False))
+    except OSError as exc:
+        raise VerificationError(
+            f"{args.json}: cannot write JSON: {exc.strerror or exc}"
+        ) from None

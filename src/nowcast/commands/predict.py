@@ -84,13 +84,10 @@ class _Scans:
     """Each file read once: kept while a sequence still needs it."""
 
     def __init__(self, settings) -> None:
-        radar = settings.radar
+        from nowcast.radar.pooled import reading_options
+
         self._pool_factor = settings.grid.pool_factor
-        self._args = (
-            radar.reflectivity_name or None,
-            radar.dbz_floor,
-            (radar.expected_levels, radar.expected_ny, radar.expected_nx),
-        )
+        self._options = reading_options(settings.radar)
         self._cache: dict[Path, object] = {}
         self._uses: dict[Path, int] = {}
         self.rejected: list[Path] = []
@@ -101,16 +98,13 @@ class _Scans:
         Each scan is read and pooled once, however many sequences it is in.
         """
         from nowcast.errors import ScanError
-        from nowcast.radar import pool, read_scan
+        from nowcast.radar.pooled import read_pooled
 
         if path not in self._cache:
             try:
-                scan = read_scan(path, *self._args)
-                try:
-                    frame = pool(scan.dbz, self._pool_factor)
-                except ValueError as exc:
-                    raise ScanError(path, str(exc)) from None
-                self._cache[path] = (scan, frame)
+                self._cache[path] = read_pooled(
+                    path, self._pool_factor, **self._options
+                )
             except ScanError as exc:
                 self._cache[path] = None
                 self.rejected.append(path)
@@ -157,15 +151,21 @@ class _Scans:
 def run(args, settings) -> int:
     import numpy as np
 
-    from nowcast.baselines import get_forecaster
+    from nowcast.forecasters import get_forecaster
     from nowcast.errors import NowcastError
-    from nowcast.pipeline import find_sequences, forecast_and_write
+    import time
+
+    from nowcast.pipeline import WriteOptions, forecast_set, write_set
+    from nowcast.radar.sequences import find_sequences
 
     if not args.input.is_dir():
         return _usage_error(f"--input {args.input}: not a directory")
     if args.limit is not None and args.limit < 1:
         return _usage_error("--limit must be >= 1")
     output = args.output or settings.paths.output_dir
+    options = WriteOptions.from_settings(
+        settings, output_dir=output, upsample=args.upsample
+    )
     method, kwargs = _choose_method(args, settings)
     if kwargs is None:
         return _usage_error(f"--model needs --method model, not {method}")
@@ -206,23 +206,30 @@ def run(args, settings) -> int:
                 "the interval (their names said they were)"
             )
             continue
+        frames = np.stack([frame for _, frame in taken])
+        t0 = time.perf_counter()
         try:
-            res = forecast_and_write(
-                forecaster, scans, settings, model_name=model_name,
-                output_dir=output, upsample_output=args.upsample,
-                frames=np.stack([frame for _, frame in taken]),
+            result = forecast_set(
+                forecaster, frames, real, grid.output_frames,
+                dx_m=scans[-1].grid.pooled(grid.pool_factor).dx_m,
+                interval_s=grid.interval_s,
+            )
+            t1 = time.perf_counter()
+            res = write_set(
+                result, scans[-1].grid, scans[-1].time, options,
+                model_name=model_name,
             )
         except NowcastError as exc:
             failed += 1
             print(f"FAILED {stamp}: {exc}")
             continue
+        t2 = time.perf_counter()
         written += 1
         n_files += len(res.files)
-        t = res.timings
         print(
             f"{res.issue_time:%Y-%m-%dT%H:%M:%SZ} {method}: {len(res.files)} files "
-            f"in {res.files[0].path.parent} ({res.seconds:.2f} s: pool "
-            f"{t['pool']:.2f}, forecast {t['forecast']:.2f}, write {t['write']:.2f})",
+            f"in {res.files[0].path.parent} ({t2 - t0:.2f} s: forecast "
+            f"{t1 - t0:.2f}, write {t2 - t1:.2f})",
             flush=True,
         )
     print(

@@ -51,13 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def start_time(text: str | None, realtime: bool, interval_s: float, now: datetime):
     """The first scan's time: ``text``, or ``now`` floored to the interval, or None."""
     if text:
-        try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"--start {text!r} is not an ISO time (e.g. 2024-06-01T12:00:00Z)"
-            ) from None
-        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        from nowcast.times import parse_time
+
+        return parse_time(text, "--start", naive="utc")
     if realtime:
         stamp = now.timestamp()
         return datetime.fromtimestamp(stamp - stamp % interval_s, tz=timezone.utc)

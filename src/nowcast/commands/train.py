@@ -150,7 +150,7 @@ def _check(args) -> str | None:
 
 def run(args, settings) -> int:
     from nowcast.curriculum.loaders import spec_from
-    from nowcast.curriculum.runner import TrainRequest, train
+    from nowcast.curriculum.training import TrainRequest, train
 
     problem = _check(args)
     if problem:

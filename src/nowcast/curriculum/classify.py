@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from nowcast.curriculum.motion import column_max
+from nowcast.forecasters.flow import filled_composite
 from nowcast.synthetic import REGIMES
 
 CLASSES: tuple[str, ...] = tuple(REGIMES)
@@ -175,7 +175,7 @@ def classify_window(
 def composite_with_nan(frames: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """Column maximum ``(t, y, x)``; NaN where a whole column is uncovered."""
     frames = np.asarray(frames, dtype=np.float32)
-    composite = column_max(frames, floor)
+    composite = filled_composite(frames, floor)
     uncovered = np.isnan(frames).all(axis=1)
     if uncovered.any():
         composite[uncovered] = np.nan

@@ -61,9 +61,9 @@ from torch.utils.data import Dataset
 
 from nowcast.config import SyntheticConfig
 from nowcast.curriculum import augment as aug
-from nowcast.curriculum.archive import ArchiveCache
+from nowcast.curriculum.archive_cache import ArchiveCache
 from nowcast.curriculum.classify import CLASSES, class_index
-from nowcast.curriculum.motion import FLOW_FRAMES, flow_prior, motion_to_px
+from nowcast.forecasters.flow import FLOW_FRAMES, flow_prior
 from nowcast.curriculum.windows import Window
 from nowcast.model.normalise import to_unit
 from nowcast.radar import pool
@@ -162,7 +162,7 @@ class ArchiveSequenceDataset(_Augmenting):
     Parameters
     ----------
     cache
-        The :class:`~nowcast.curriculum.archive.ArchiveCache`.
+        The :class:`~nowcast.curriculum.archive_cache.ArchiveCache`.
     windows
         From :func:`nowcast.curriculum.windows.find_windows` /
         :func:`~nowcast.curriculum.windows.split_windows`.
@@ -403,3 +403,9 @@ class SyntheticSequenceDataset(_Augmenting):
             transform=transform,
             box=box,
         )
+
+
+def motion_to_px(motion_ms: np.ndarray, interval_s: float, dx_m: float) -> np.ndarray:
+    """m/s -> px/step (float32), for the simulator's ``(..., 2, y, x)`` motion."""
+    scale = np.float32(float(interval_s) / float(dx_m))
+    return (np.asarray(motion_ms, dtype=np.float32) * scale).astype(np.float32)

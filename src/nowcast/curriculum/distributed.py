@@ -2,8 +2,8 @@
 
 Contract
 --------
-- :func:`resolve_device` ``("auto" | "cpu" | "cuda")``: ``auto`` is CUDA when
-  torch sees a GPU. Asking for CUDA without one raises a ``NowcastError``.
+- The device comes from :func:`nowcast.model.device.resolve_device` (asking
+  for CUDA without one raises a ``NowcastError``).
 - :func:`setup` reads torchrun's environment (``WORLD_SIZE``, ``RANK``,
   ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``). With ``WORLD_SIZE > 1`` it
   joins the process group (``nccl`` on CUDA, each rank on ``cuda:LOCAL_RANK``;
@@ -24,23 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from nowcast.errors import NowcastError
+from nowcast.model.device import resolve_device
 
-__all__ = ["Dist", "resolve_device", "setup", "unwrap"]
-
-
-def resolve_device(setting: str | None) -> str:
-    """``auto``/None -> ``cuda`` when available, else ``cpu``."""
-    setting = (setting or "auto").lower()
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise NowcastError(
-            f"--device {setting}: torch sees no CUDA device here (use auto or cpu)"
-        )
-    if setting != "cpu" and not setting.startswith("cuda"):
-        raise NowcastError(f"--device {setting}: choose auto, cpu or cuda")
-    return setting
+__all__ = ["Dist", "setup", "unwrap"]
 
 
 @dataclass

@@ -39,12 +39,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from nowcast.errors import NowcastError
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +71,7 @@ class DataSpec:
     split: str = "tail"
 
 
-def spec_from(settings: Any, **overrides: Any) -> DataSpec:
+def spec_from(settings: Settings, **overrides: Any) -> DataSpec:
     """A :class:`DataSpec` from the settings; ``None`` overrides are ignored."""
     cur = settings.curriculum
     spec = DataSpec(
@@ -178,7 +181,7 @@ class TrainData:
         return out
 
 
-def _synthetic(settings: Any, spec: DataSpec, n: int, seed: int, train: bool):
+def _synthetic(settings: Settings, spec: DataSpec, n: int, seed: int, train: bool):
     from nowcast.curriculum.datasets import SyntheticSequenceDataset
 
     grid = settings.grid
@@ -209,16 +212,16 @@ def _expand_holdout(holdout: Sequence[str], keys: Sequence[str]) -> list[str]:
     return out
 
 
-def _archive(settings: Any, spec: DataSpec):
+def _archive(settings: Settings, spec: DataSpec):
     """Train, validation and holdout archive datasets, grouped by grid."""
-    from nowcast.curriculum.archive import ArchiveCache
+    from nowcast.curriculum.archive_cache_build import build_cache
     from nowcast.curriculum.datasets import ArchiveSequenceDataset
     from nowcast.curriculum.windows import find_windows, split_windows
 
     missing = [str(d) for d in spec.data_dirs if not Path(d).is_dir()]
     if missing:
         raise NowcastError(f"--data / curriculum.data_dirs: not a folder: {missing[0]}")
-    cache = ArchiveCache.build(
+    cache = build_cache(
         spec.data_dirs,
         spec.cache_dir,
         pool_factor=settings.grid.pool_factor,
@@ -280,7 +283,7 @@ def _archive(settings: Any, spec: DataSpec):
     return out, info
 
 
-def build_data(settings: Any, spec: DataSpec) -> TrainData:
+def build_data(settings: Settings, spec: DataSpec) -> TrainData:
     """Assemble the datasets and the balanced sampler (see the module contract).
 
     Raises

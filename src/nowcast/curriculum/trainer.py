@@ -18,9 +18,8 @@ Each epoch (global numbers, :func:`~.phases.phase_epochs`):
    from scratch. The weight is 0 by default (off; the endpoint error is still
    logged as the ``motion`` term): the simulator's motion is its objects'
    velocity blended with the wind by echo weight, so at a storm's edge it is
-   mostly the wind, while a backward warp needs the storm's motion there;
-   warping with it scores below Lucas-Kanade (CSI35 0.11 against 0.31 at t+30
-   on 12 simulated storms). AdamW (see :func:`~.phases.make_optimizer` for the
+   mostly the wind, while a backward warp needs the storm's motion there
+   (BENCHMARKS.md has what warping with it scores). AdamW (see :func:`~.phases.make_optimizer` for the
    advection head's lower residual rate), gradient clipping
    when ``grad_clip > 0``; bf16 autocast on CUDA when ``curriculum.bf16`` (the
    cell state and the warp stay float32), float32 on the CPU.
@@ -62,12 +61,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import torch
 
-from nowcast.curriculum.checkpoint import rng_state, save_checkpoint, set_rng_state
+from nowcast.curriculum.rng import rng_state, set_rng_state
+from nowcast.model.checkpoint import save_checkpoint
 from nowcast.curriculum.distributed import Dist
 from nowcast.curriculum.losses import motion_loss
 from nowcast.curriculum.phases import (
@@ -88,6 +88,9 @@ from nowcast.curriculum.scores import (
     extrapolate,
     summarise,
 )
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +129,7 @@ class PhaseTrainer:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         number: int,
         net: torch.nn.Module,
         data: Any,
@@ -234,7 +237,7 @@ class PhaseTrainer:
         self.settled = bool(state.get("settled", False))
         self.best = dict(state["best"])
         if self.best_path.is_file() and self.best:
-            from nowcast.curriculum.checkpoint import load_checkpoint
+            from nowcast.model.checkpoint import load_checkpoint
 
             best = load_checkpoint(self.best_path)
             if int(best["epoch"]) == int(self.best.get("epoch", -1)):
@@ -448,7 +451,7 @@ class PhaseTrainer:
             result = summarise(self.evaluate("holdout"))
         if not self.dist.is_main or not self.best_path.is_file():
             return result
-        from nowcast.curriculum.checkpoint import load_checkpoint
+        from nowcast.model.checkpoint import load_checkpoint
 
         state = load_checkpoint(self.best_path)
         state.update(finished=True, settled=self.settled, holdout=result)

@@ -8,7 +8,7 @@ Contract
   (class index, :mod:`nowcast.curriculum.classify`, computed on the input frames
   only), ``dx_km`` and ``levels``.
 - :func:`find_windows` lists every window of every case with
-  :func:`nowcast.pipeline.find_sequences` (steps within ``[interval_s / f,
+  :func:`nowcast.radar.sequences.find_sequences` (steps within ``[interval_s / f,
   interval_s * f]``; a gap ends a run), keeping one window every ``stride``
   frames within each run (1 for training, 5 for validation), oldest first.
 - :func:`split_windows` separates training from validation by **time blocks**:
@@ -34,7 +34,6 @@ Contract
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,9 +42,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import structlog
 
-from nowcast.curriculum.archive import ArchiveCache
-from nowcast.curriculum.classify import CLASSES, RegimeRule, composite_with_nan, vote
-from nowcast.pipeline import find_sequences
+from nowcast.curriculum.archive_cache import ArchiveCache
+from nowcast.curriculum.classify import RegimeRule, composite_with_nan, vote
+from nowcast.radar.sequences import find_sequences
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +65,6 @@ class Window:
     def stop(self) -> int:
         return self.start + self.n_frames
 
-    @property
-    def regime_name(self) -> str:
-        return CLASSES[self.regime]
-
 
 def find_windows(
     cache: ArchiveCache,
@@ -87,7 +82,7 @@ def find_windows(
     Parameters
     ----------
     cache
-        The built :class:`~nowcast.curriculum.archive.ArchiveCache`.
+        The built :class:`~nowcast.curriculum.archive_cache.ArchiveCache`.
     n_input, n_output
         ``grid.input_frames``, ``grid.output_frames``.
     stride
@@ -152,12 +147,6 @@ def _run_starts(sequences: list[tuple[int, ...]], stride: int) -> list[int]:
         if offset % stride == 0:
             starts.append(first)
     return starts
-
-
-def class_counts(windows: Sequence[Window]) -> dict[str, int]:
-    """``{"advection": n, "multicell": n, "supercell": n}``."""
-    counts = Counter(w.regime for w in windows)
-    return {name: counts.get(i, 0) for i, name in enumerate(CLASSES)}
 
 
 class WindowSplit(NamedTuple):

@@ -6,16 +6,18 @@ Small modules, one job each (their docstrings hold the contracts):
   the reconcile scan of the input directory.
 - :mod:`.intake`: which files are ready; taking each version, and each scan
   time, once.
-- :mod:`.ingest`: read and pool a scan, or move it aside with its reason.
+- :mod:`.ingest`: move a refused scan aside with its reason (reading and pooling
+  is :func:`nowcast.radar.pooled.read_pooled`).
 - :mod:`.buffer`: the rolling buffer of the newest scans (duplicates, late scans,
   gaps).
 - :mod:`.models`: the production model, its fallback and the hot reload.
 - :mod:`.forecast`: one forecast set through :mod:`nowcast.pipeline` (the model,
-  else the fallback) and the baselines for verification.
+  else the fallback: :class:`~nowcast.forecasters.fallback.WithFallback`) and
+  the baselines on the same input, for verification.
 - :mod:`.verify`: forecasts kept on the pooled grid, scored as scans arrive.
 - :mod:`.recorder`: events, forecasts and scores to the log and the SQLite store.
-- :mod:`.archive`: scans kept for retraining, pruned by age and size.
-- :mod:`.status`: ``status.json``; :mod:`.notify`: sd_notify;
+- :mod:`.scan_archive`: scans kept for retraining, pruned by age and size.
+- :mod:`.status_file`: ``status.json``; :mod:`.notify`: sd_notify;
   :mod:`.schedule`: the nightly retraining job (``nowcast retrain --now``, see
   :mod:`nowcast.retrain`).
 - :mod:`.service`: :class:`Daemon` (``initialize``, ``step(now)``, ``shutdown``).

@@ -23,7 +23,7 @@ by scan time. :meth:`~ScanBuffer.add` says what it did with a scan
   sequence starts again from this one.
 
 The *run* is the longest chain of consecutive scans (each step within the
-tolerance, as :func:`nowcast.pipeline.find_sequences` counts them) ending at the
+tolerance, as :func:`nowcast.radar.sequences.consecutive` counts them) ending at the
 newest; :attr:`~ScanBuffer.fill` is its length and :meth:`~ScanBuffer.sequence`
 its newest ``capacity`` entries once it is that long. After a daemon restart the
 buffer is rebuilt by adding the newest scans on disk again (the step does that).
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcast.radar import Scan
+from nowcast.radar.sequences import consecutive
 
 
 class Outcome(str, Enum):
@@ -85,8 +86,7 @@ class ScanBuffer:
     # -- adding ---------------------------------------------------------------
 
     def _fits(self, step_s: float) -> bool:
-        f = self.max_gap_factor
-        return self.interval_s / f <= step_s <= self.interval_s * f
+        return consecutive(step_s, self.interval_s, self.max_gap_factor)
 
     @property
     def span_s(self) -> float:

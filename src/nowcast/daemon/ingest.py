@@ -1,12 +1,9 @@
-"""Taking one scan file: read it against the input contract, or move it aside.
+"""Setting a refused scan file aside, with its reason.
 
 Contract
 --------
-- :func:`read_pooled` reads a file with :func:`nowcast.radar.read_scan` (the
-  ``[radar]`` settings: variable, floor, expected grid) and pools it to the model
-  grid; any reason to refuse it (corrupt, truncated, empty, not NetCDF, wrong
-  grid, a grid the pool factor does not divide) is a
-  :class:`~nowcast.errors.ScanError`.
+- Reading and pooling a scan is :func:`nowcast.radar.pooled.read_pooled`'s job;
+  this module deals with what it refuses.
 - :func:`reject` moves a refused file from the input directory to
   ``paths.rejected_dir`` (keeping its path below the input directory; a name
   already taken gets ``.1``, ``.2`` ...) and writes ``NAME.reason`` beside it: the
@@ -19,31 +16,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 
-from nowcast.errors import ScanError
 from nowcast.fsutil import write_text_atomic
-from nowcast.radar import Scan, pool, read_scan
-
-
-def read_pooled(path: Path, settings: Any) -> tuple[Scan, np.ndarray]:
-    """The scan and its pooled ``(z, y, x)`` float32 frame (see the contract)."""
-    radar = settings.radar
-    scan = read_scan(
-        path,
-        radar.reflectivity_name or None,
-        radar.dbz_floor,
-        (radar.expected_levels, radar.expected_ny, radar.expected_nx),
-    )
-    try:
-        frame = pool(scan.dbz, settings.grid.pool_factor)
-    except ValueError as exc:
-        raise ScanError(path, str(exc)) from None
-    return scan, np.asarray(frame, dtype=np.float32)
+from nowcast.times import iso_z
 
 
 def _free_name(target: Path) -> Path:
@@ -78,7 +56,7 @@ def reject(
     except OSError as exc:
         error = f"cannot move it to {rejected_dir}: {exc.strerror or exc}"
         target = _free_name(rejected_dir / rel)
-    stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = iso_z(now)
     text = f"{reason}\nfile: {path}\nrejected: {stamp}\n"
     if error:
         text += f"left in place: {error}\n"

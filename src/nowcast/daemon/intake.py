@@ -14,7 +14,7 @@ Contract
   whose mtime is older than the quiet time is ready at once, a newer one waits.
   It returns the ready files not yet taken, ordered by the time in their names.
 - :meth:`~Intake.take` takes one version of a file (size, mtime, inode) at most
-  once: reads and pools it (:func:`~nowcast.daemon.ingest.read_pooled`), moves a
+  once: reads and pools it (:func:`~nowcast.radar.pooled.read_pooled`), moves a
   refused file aside (:func:`~nowcast.daemon.ingest.reject`), and says whether its
   scan time was already taken (each scan time is taken once). What it remembers is
   bounded: versions too old for any reconcile to list, and scan times more than
@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from nowcast.daemon.ingest import read_pooled, reject
+from nowcast.daemon.ingest import reject
+from nowcast.radar.pooled import read_pooled, reading_options
 from nowcast.daemon.watcher import (
     Kind,
     PathQueue,
@@ -40,6 +41,7 @@ from nowcast.daemon.watcher import (
     reconcile,
     stat_signature,
 )
+from nowcast.config import Settings
 from nowcast.errors import ScanError
 from nowcast.radar import Scan
 from nowcast.radar.names import time_from_name
@@ -64,16 +66,50 @@ class Taken:
 class Intake:
     """Ready files and taking them (see the module contract)."""
 
-    def __init__(self, settings: Any, queue: PathQueue) -> None:
-        d, g, p = settings.daemon, settings.grid, settings.paths
-        self.settings = settings
+    def __init__(
+        self,
+        queue: PathQueue,
+        *,
+        input_dir: Path,
+        rejected_dir: Path,
+        ignore: list[Path],
+        pattern: str,
+        quiet_s: float,
+        reconcile_interval_s: float,
+        horizon_s: float,
+        pool_factor: int,
+        read_options: dict[str, Any],
+    ) -> None:
         self.queue = queue
-        self.tracker = QuietTracker(d.quiet_s)
-        self.ignore = [p.rejected_dir, p.archive_dir, p.output_dir, p.state_dir]
-        self.horizon_s = g.input_frames * g.interval_s * d.max_gap_factor
+        self.input_dir = Path(input_dir)
+        self.rejected_dir = Path(rejected_dir)
+        self.ignore = list(ignore)
+        self.pattern = pattern
+        self.reconcile_interval_s = float(reconcile_interval_s)
+        self.horizon_s = float(horizon_s)
+        self.pool_factor = int(pool_factor)
+        self.read_options = dict(read_options)
+        self.tracker = QuietTracker(quiet_s)
         self.next_reconcile: datetime | None = None
         self._seen: dict[Path, Signature] = {}
         self._taken_times: dict[datetime, Path] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, queue: PathQueue) -> Intake:
+        """The daemon's intake: ``[paths]``, ``[daemon]``, ``[grid]``, ``[radar]``."""
+        d, g, p = settings.daemon, settings.grid, settings.paths
+        return cls(
+            queue,
+            input_dir=p.input_dir,
+            rejected_dir=p.rejected_dir,
+            ignore=[p.rejected_dir, p.archive_dir, p.output_dir, p.state_dir],
+            pattern=d.pattern,
+            quiet_s=d.quiet_s,
+            reconcile_interval_s=d.reconcile_interval_s,
+            horizon_s=g.input_frames * g.interval_s * d.max_gap_factor,
+            pool_factor=g.pool_factor,
+            read_options=reading_options(settings.radar),
+        )
 
     @property
     def pending(self) -> int:
@@ -84,7 +120,7 @@ class Intake:
         """The files ready to take now (see the module contract)."""
         ts = now.timestamp()
         quiet = self.tracker.quiet_s
-        pattern = self.settings.daemon.pattern
+        pattern = self.pattern
         ready: dict[Path, None] = {}
 
         def consider(path: Path, sig: Signature) -> None:
@@ -108,7 +144,7 @@ class Intake:
                     consider(p, sig)
         if self.next_reconcile is not None and now >= self.next_reconcile:
             found = reconcile(
-                self.settings.paths.input_dir, pattern, self.horizon_s, self.ignore
+                self.input_dir, pattern, self.horizon_s, self.ignore
             )
             for path, sig in found:
                 consider(path, sig)
@@ -117,7 +153,7 @@ class Intake:
                 self._seen = {
                     p: s for p, s in self._seen.items() if s.mtime_ns >= oldest
                 }
-            interval = self.settings.daemon.reconcile_interval_s
+            interval = self.reconcile_interval_s
             self.next_reconcile = now + timedelta(seconds=interval)
         ready.update(dict.fromkeys(self.tracker.ready(ts, settle)))
         files = [p for p in ready if self._seen.get(p) != stat_signature(p)]
@@ -132,10 +168,13 @@ class Intake:
             return None
         self._seen[path] = sig
         try:
-            scan, frame = read_pooled(path, self.settings)
+            scan, frame = read_pooled(
+                path, self.pool_factor, **self.read_options
+            )
         except ScanError as exc:
-            p = self.settings.paths
-            moved, error = reject(path, exc.reason, p.input_dir, p.rejected_dir, now)
+            moved, error = reject(
+                path, exc.reason, self.input_dir, self.rejected_dir, now
+            )
             return Taken(path, "rejected", reason=exc.reason, moved=moved, error=error)
         first = self._taken_times.get(scan.time)
         if first is not None:

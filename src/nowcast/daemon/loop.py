@@ -166,6 +166,7 @@ def run_loop(
             _wait(daemon, flags, daemon.settings.daemon.poll_interval_s)
         if flags.signal is not None:
             log.info("stopping", signal=signal.Signals(flags.signal).name)
+            daemon.stopping()
     finally:
         notifier.stopping()
         _stop(observer)

@@ -37,7 +37,10 @@ from typing import Any
 import numpy as np
 import structlog
 
-from nowcast.baselines.interface import Forecaster, get_forecaster
+from nowcast.config import Settings
+
+from nowcast.forecasters.fallback import WithFallback
+from nowcast.forecasters.interface import Forecaster, get_forecaster, output_problem
 from nowcast.daemon.watcher import Signature, stat_signature
 
 log = structlog.get_logger(__name__)
@@ -47,28 +50,13 @@ Provider = Callable[[Path, str], Forecaster]
 Probe = Callable[[Forecaster], tuple[np.ndarray, list[datetime], float]]
 
 
-def model_provider(settings: Any) -> Provider:
+def model_provider(settings: Settings) -> Provider:
     """The real provider: the ``model`` forecaster of the registry."""
 
     def load(checkpoint: Path, device: str) -> Forecaster:
         return get_forecaster("model", settings, checkpoint=checkpoint, device=device)
 
     return load
-
-
-def resolve_device(setting: str) -> str:
-    """``auto``: ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if setting == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_gpu = bool(torch.cuda.is_available())
-    except Exception:  # a broken CUDA install must not stop the daemon
-        has_gpu = False
-    if setting == "cuda" and not has_gpu:
-        log.warning("daemon.device is cuda but no GPU is visible; using the CPU")
-    return "cuda" if has_gpu else "cpu"
 
 
 @dataclass
@@ -89,17 +77,26 @@ class ModelManager:
 
     def __init__(
         self,
-        settings: Any,
+        checkpoint: Path,
         provider: Provider | None,
         device: str,
         probe: Probe,
+        *,
+        n_leads: int,
+        interval_s: float,
+        quiet_s: float,
+        fallback_method: str,
+        build: Callable[[str], Forecaster],
     ) -> None:
-        self.settings = settings
         self.provider = provider
         self.device = device
         self.probe = probe
-        self.checkpoint = Path(settings.paths.production_model)
-        self.quiet_s = float(settings.daemon.quiet_s)
+        self.checkpoint = Path(checkpoint)
+        self.n_leads = int(n_leads)
+        self.interval_s = float(interval_s)
+        self.quiet_s = float(quiet_s)
+        self.fallback_method = fallback_method
+        self.build = build
         self.current: LoadedModel | None = None
         self.fallback_reason: str | None = "not started"
         self.last_reload: dict[str, Any] | None = None
@@ -107,21 +104,40 @@ class ModelManager:
         self._failed: Signature | None = None
         self._pending: tuple[Signature, datetime] | None = None
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        provider: Provider | None,
+        device: str,
+        probe: Probe,
+        *,
+        checkpoint: Path | None = None,
+    ) -> ModelManager:
+        """The manager of ``paths.production_model`` (or ``checkpoint``)."""
+        return cls(
+            settings.paths.production_model if checkpoint is None else checkpoint,
+            provider,
+            device,
+            probe,
+            n_leads=settings.grid.output_frames,
+            interval_s=settings.grid.interval_s,
+            quiet_s=settings.daemon.quiet_s,
+            fallback_method=settings.daemon.fallback,
+            build=lambda name: get_forecaster(name, settings),
+        )
+
     # -- loading --------------------------------------------------------------
 
     def _test(self, forecaster: Forecaster) -> None:
         frames, times, dx_m = self.probe(forecaster)
-        n_leads = self.settings.grid.output_frames
+        n_leads = self.n_leads
         result = forecaster.forecast(
-            frames, times, n_leads, dx_m=dx_m, interval_s=self.settings.grid.interval_s
+            frames, times, n_leads, dx_m=dx_m, interval_s=self.interval_s
         )
-        expected = (n_leads, *frames.shape[1:])
-        dbz = np.asarray(result.dbz)
-        if dbz.shape != expected:
-            raise ValueError(f"test forecast shape {dbz.shape}, expected {expected}")
-        covered = np.isfinite(frames[-1])
-        if not np.isfinite(dbz[:, covered]).all():
-            raise ValueError("test forecast is not finite where the input is")
+        problem = output_problem(result, frames, n_leads)
+        if problem is not None:
+            raise ValueError(f"test forecast {problem}")
 
     def _load(self, now: datetime) -> tuple[LoadedModel | None, str]:
         sig = stat_signature(self.checkpoint)
@@ -191,20 +207,24 @@ class ModelManager:
 
     # -- choosing ---------------------------------------------------------------
 
-    def active(self) -> tuple[Forecaster, str, bool]:
-        """``(forecaster, model name, is the model)`` for the next forecast."""
+    def production(self) -> tuple[Forecaster, str]:
+        """``(forecaster, model name)`` for the next forecast: the loaded model
+        with the fallback standing in when it fails
+        (:class:`~nowcast.forecasters.fallback.WithFallback`), else the fallback
+        and ``""``."""
         if self.current is not None:
-            return self.current.forecaster, self.current.name, True
-        return self.fallback(), "", False
+            model = WithFallback(self.current.forecaster, self.fallback)
+            return model, self.current.name
+        return self.fallback(), ""
 
     def fallback(self) -> Forecaster:
         """The fallback forecaster, built (and tested) on first use."""
         if self._fallback is not None:
             return self._fallback
-        names = list(dict.fromkeys([self.settings.daemon.fallback, "titan"]))
+        names = list(dict.fromkeys([self.fallback_method, "titan"]))
         for name in [*names, "persistence"]:
             try:
-                forecaster = get_forecaster(name, self.settings)
+                forecaster = self.build(name)
                 if name != "persistence":
                     self._test(forecaster)
             except Exception as exc:
@@ -226,7 +246,7 @@ class ModelManager:
             "checkpoint": str(self.checkpoint),
             "checkpoint_time": cur.checkpoint_time if cur else None,
             "loaded": cur.loaded if cur else None,
-            "fallback": self.settings.daemon.fallback,
+            "fallback": self.fallback_method,
             "fallback_reason": self.fallback_reason,
             "last_reload": self.last_reload,
         }

@@ -39,11 +39,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from nowcast.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +71,7 @@ def next_retrain(retrain: Any, now: datetime) -> datetime | None:
     return fire.astimezone(UTC) if fire is not None else None
 
 
-def retrain_command(settings: Any) -> list[str]:
+def retrain_command(settings: Settings) -> list[str]:
     """``python -m nowcast retrain --now`` with this daemon's configuration."""
     cmd = [sys.executable, "-m", "nowcast", "retrain", "--now", "--log-format", "json"]
     if settings.source is not None:
@@ -130,7 +133,7 @@ class RetrainScheduler:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         job: Callable[[], Any] | None = None,
         scheduler: Any = None,
     ) -> None:
@@ -179,7 +182,7 @@ class RetrainScheduler:
                 next_run=str(self.next_run_time(datetime.now(UTC))),
             )
 
-    def update(self, settings: Any) -> None:
+    def update(self, settings: Settings) -> None:
         """Follow a reloaded configuration (cron, grace, enabled, config file)."""
         self.settings = settings
         if self._default_job and isinstance(self.job, RetrainJob):

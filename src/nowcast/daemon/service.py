@@ -17,15 +17,17 @@ Contract
    verifies every kept forecast valid at its time (scores to the store).
 3. **Forecast** when the buffer holds ``grid.input_frames`` consecutive scans whose
    newest has not been forecast: the model (or the fallback, when there is no model
-   or it fails) through :func:`nowcast.pipeline.forecast_and_write`, exactly as
-   ``nowcast predict``; then the baselines for verification. A write that fails
-   (unwritable directory, full disk) leaves no partial file, is logged, and is
-   retried on a step at least ``daemon.retry_interval_s`` later (a newer scan
-   replaces it).
+   or it fails) through :func:`nowcast.pipeline.forecast_set` and
+   :func:`~nowcast.pipeline.write_set`, exactly as ``nowcast predict``; then the
+   baselines on the same input (TITAN's tracks computed once for all), and the
+   written set, as stored, is kept to be verified (what ``nowcast eval``
+   scores). A write that fails (unwritable directory, full disk) leaves no
+   partial file, is logged, and is retried on a step at least
+   ``daemon.retry_interval_s`` later (a newer scan replaces it).
 4. **Model**: notice a replaced checkpoint and hot-reload it
    (:class:`~nowcast.daemon.models.ModelManager`).
 5. **Archive** pruning, every reconcile interval.
-6. **Status**: replace ``status.json`` (:mod:`~nowcast.daemon.status`).
+6. **Status**: replace ``status.json`` (:mod:`~nowcast.daemon.status_file`).
 
 The nightly retraining is not a stage: its scheduler is a thread, started by
 :func:`~nowcast.daemon.loop.run_loop` and kept as :attr:`Daemon.scheduler`
@@ -43,34 +45,40 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nowcast import __version__
-from nowcast.daemon.archive import Archive
+from nowcast.daemon.scan_archive import Archive
 from nowcast.daemon.buffer import Entry, Outcome, ScanBuffer
-from nowcast.daemon.forecast import baseline_forecasts, forecast_sequence, latency_s
+from nowcast.daemon.forecast import (
+    baseline_forecasts,
+    forecast_sequence,
+    latency_s,
+    sequence_context,
+)
 from nowcast.daemon.intake import Intake
 from nowcast.daemon.models import (
     ModelManager,
     Provider,
     model_provider,
     probe_input,
-    resolve_device,
 )
 from nowcast.daemon.recorder import Recorder
 from nowcast.daemon.schedule import next_retrain
-from nowcast.daemon.status import build_status, write_status
+from nowcast.daemon.status_file import build_status, write_status
 from nowcast.daemon.verify import LiveVerifier
 from nowcast.daemon.watcher import PathQueue
 from nowcast.errors import ForecastWriteError
+from nowcast.pipeline import WriteOptions
+from nowcast.times import utc_now
+from nowcast.model.device import resolve_device
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 
 @dataclass
@@ -81,7 +89,7 @@ class StepReport:
     taken: list[Path] = field(default_factory=list)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # path -> outcome
-    forecasts: list[Any] = field(default_factory=list)  # PipelineResult
+    forecasts: list[Any] = field(default_factory=list)  # pipeline.WrittenSet
     write_failures: list[str] = field(default_factory=list)
     scored: int = 0  # score rows written
     reload: dict[str, Any] | None = None
@@ -94,7 +102,7 @@ class Daemon:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         provider: Provider | None = None,
         queue: PathQueue | None = None,
@@ -116,10 +124,11 @@ class Daemon:
         self._retry: tuple[datetime, datetime] | None = None  # (issue, not before)
         self._configure(settings)
 
-    def _configure(self, settings: Any) -> None:
+    def _configure(self, settings: Settings) -> None:
         self.settings = settings
         d, g, p = settings.daemon, settings.grid, settings.paths
-        self.intake = Intake(settings, self.queue)
+        self.intake = Intake.from_settings(settings, self.queue)
+        self.write_options = WriteOptions.from_settings(settings)
         self.buffer = ScanBuffer(g.input_frames, g.interval_s, d.max_gap_factor)
         self.verifier = LiveVerifier(
             settings.verification, max_issues=g.output_frames + 1
@@ -128,9 +137,11 @@ class Daemon:
             p.archive_dir, d.archive, d.archive_keep_days, d.archive_max_gb, p.input_dir
         )
         self._next_prune: datetime | None = None
-        self.device = resolve_device(d.device)
+        self.device = resolve_device(d.device, fallback_to_cpu=True)
         provider = self._provider or model_provider(settings)
-        self.models = ModelManager(settings, provider, self.device, self._probe)
+        self.models = ModelManager.from_settings(
+            settings, provider, self.device, self._probe
+        )
         self._baselines: dict[str, Any] = {}
 
     # -- lifecycle --------------------------------------------------------------
@@ -147,6 +158,7 @@ class Daemon:
         self.started = self.started or now
         self.state = "starting"
         p = self.settings.paths
+        self._guard("status", self._write_status, now)  # replaces a stale "running"
         self.settings.require_dirs("input_dir")
         self.settings.require_dirs("state_dir", "rejected_dir", create=True)
         for key in ("output_dir", "archive_dir"):
@@ -175,7 +187,7 @@ class Daemon:
         self.state = "running"
         self._guard("status", self._write_status, now)
 
-    def reload(self, settings: Any, now: datetime | None = None) -> None:
+    def reload(self, settings: Settings, now: datetime | None = None) -> None:
         """New settings (SIGHUP): rebuild the buffer from disk, load the model again.
 
         The loaded model stays until the new load passes its test forecast; kept
@@ -197,6 +209,11 @@ class Daemon:
             f"configuration reloaded; {self.models.describe()['method']} forecasts",
             time=now,
         )
+
+    def stopping(self, now: datetime | None = None) -> None:
+        """A stop was asked for (a signal): say so in ``status.json`` at once."""
+        self.state = "stopping"
+        self._guard("status", self._write_status, now or self.clock())
 
     def shutdown(self, now: datetime | None = None) -> None:
         now = now or self.clock()
@@ -332,8 +349,12 @@ class Daemon:
         issue = seq[-1].time
         if self._retry is not None and self._retry[0] == issue and now < self._retry[1]:
             return
+        g = self.settings.grid
+        context = sequence_context(seq)
         try:
-            made = forecast_sequence(seq, self.settings, self.models)
+            made = forecast_sequence(
+                seq, self.models, self.write_options, g.output_frames, context
+            )
         except Exception as exc:  # writing failed (or the fallback did): retry
             wait = self.settings.daemon.retry_interval_s
             self._retry = (issue, now + timedelta(seconds=wait))
@@ -350,14 +371,14 @@ class Daemon:
         self._retry = None
         self._last_issue = issue
         latency = latency_s(seq[-1])
-        result, files = made.result, [f.path for f in made.result.files]
+        written, files = made.written, [f.path for f in made.written.files]
         if made.fallback_reason:
             self.recorder.event("error", "fallback", made.fallback_reason, time=now)
         self.counts["forecasts"] += 1
-        report.forecasts.append(result)
+        report.forecasts.append(written)
         self.last_forecast = {
             "issue_time": issue, "method": made.method, "model": made.model or None,
-            "latency_s": latency, "seconds": result.seconds, "files": len(files),
+            "latency_s": latency, "seconds": made.seconds, "files": len(files),
             "output_dir": files[0].parent if files else None, "written": now,
             "fallback_reason": made.fallback_reason or self.models.fallback_reason,
         }
@@ -369,12 +390,16 @@ class Daemon:
         self.recorder.forecast(
             issue, made.method, made.model, len(files), latency, files
         )
-        interval = self.settings.grid.interval_s
+        interval = g.interval_s
+        # what TITAN reads (clamped, as stored), on the model grid: as nowcast eval
         self.verifier.add_forecast(
-            issue, made.method, made.model, result.forecast.dbz, interval
+            issue, made.method, made.model, written.verify_frames, interval,
+            exact=True,
         )
         dbz, errors = baseline_forecasts(
-            self._baselines, seq, self.settings, skip=made.method
+            self._baselines, context, g.output_frames,
+            dx_m=seq[-1].scan.grid.pooled(g.pool_factor).dx_m,
+            interval_s=interval, skip=made.method,
         )
         for name, volumes in dbz.items():
             self.verifier.add_forecast(issue, name, None, volumes, interval)
@@ -385,7 +410,7 @@ class Daemon:
         self.verifier.expire(issue - timedelta(seconds=self.buffer.span_s))
 
     def _build_baselines(self) -> None:
-        from nowcast.baselines import get_forecaster
+        from nowcast.forecasters import get_forecaster
 
         self._baselines = {}
         for name in self.settings.daemon.verify_baselines:
@@ -437,7 +462,7 @@ class Daemon:
                 )
 
     def status(self, now: datetime, report: StepReport | None = None) -> dict:
-        """The content of ``status.json`` (see :mod:`nowcast.daemon.status`)."""
+        """The content of ``status.json`` (see :mod:`nowcast.daemon.status_file`)."""
         return build_status(self, now, report.seconds if report else None)
 
     def _write_status(self, now: datetime, report: StepReport | None = None) -> None:

@@ -6,9 +6,12 @@ Contract
   the pooled model grid) under ``(issue_time, method, model)``: the production
   forecast and, for the same issue time, each baseline of
   ``daemon.verify_baselines`` (persistence, the TITAN-style tracker), so the
-  monitor can compare them. Leads are kept as float16 (a hundredth of a dBZ near
-  the thresholds; events ``>=`` 20, 35, 45 dBZ are exact) and dropped once
-  scored; forecasts older than ``output_frames`` issue times are dropped.
+  monitor can compare them. The production forecast is kept ``exact`` (float32:
+  the written set as stored, so its scores equal ``nowcast eval``'s on the same
+  files); the baselines as float16 (half the memory; 1/32 dBZ between 32 and 64
+  dBZ, so a value within that of a threshold may count on the other side).
+  Leads are dropped once scored; forecasts older than ``output_frames`` issue
+  times are dropped.
 - :meth:`LiveVerifier.observe` scores every kept lead valid within
   ``verification.match_tolerance_s`` of the observation's time (CSI, POD, FAR
   counts per threshold, ``3d`` and ``composite``, and MAE, through a
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from nowcast.config import VerificationConfig
 from nowcast.verification import ScoreAccumulator
 
 
@@ -63,7 +67,7 @@ class LiveVerifier:
 
     def __init__(
         self,
-        verification: Any,
+        verification: VerificationConfig,
         max_issues: int = 7,
     ) -> None:
         self.verification = verification
@@ -78,11 +82,14 @@ class LiveVerifier:
         model: str | None,
         dbz: np.ndarray,
         interval_s: float,
+        *,
+        exact: bool = False,
     ) -> None:
         """Keep a forecast's leads (``dbz`` is ``(lead, z, y, x)``, lead k at
-        ``k * interval_s``)."""
+        ``k * interval_s``; float32 when ``exact``, else float16)."""
+        dtype = np.float32 if exact else np.float16
         leads = {
-            int(round((k + 1) * interval_s)): np.asarray(dbz[k], dtype=np.float16)
+            int(round((k + 1) * interval_s)): np.asarray(dbz[k], dtype=dtype)
             for k in range(dbz.shape[0])
         }
         key = (issue_time, str(method), str(model or ""))
@@ -126,10 +133,6 @@ class LiveVerifier:
                     del pending.leads[lead_s]
             if not pending.leads:
                 del self._pending[key]
-
-    @property
-    def pending_leads(self) -> int:
-        return sum(len(p.leads) for p in self._pending.values())
 
     def __len__(self) -> int:
         return len(self._pending)

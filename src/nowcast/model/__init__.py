@@ -5,11 +5,16 @@
 - :mod:`~nowcast.model.warp`: differentiable semi-Lagrangian warping.
 - :mod:`~nowcast.model.network`: :class:`ConvLSTM3DNet`, :class:`NetOutput` and
   :class:`MotionPrior`.
-- :mod:`~nowcast.model.cell_prior`: the storm-tracked motion prior (optical flow
-  plus TITAN's storm motion).
 - :mod:`~nowcast.model.normalise`: dBZ <-> unit range.
 - :mod:`~nowcast.model.factory`: ``ModelConfig`` -> keyword arguments (the only
   place that reads the config).
+- :mod:`~nowcast.model.checkpoint`: the checkpoint file: write atomically, read
+  safely (tensors only), rebuild the network.
+- :mod:`~nowcast.model.device`: ``daemon.device`` / ``--device`` to a torch device.
+
+Nothing here imports the trainer (:mod:`nowcast.curriculum`) or the forecasters
+(:mod:`nowcast.forecasters`): the model forecaster, its optical-flow prior and its
+storm-tracked prior live in :mod:`nowcast.forecasters` and import this package.
 """
 
 from nowcast.model.cell import ConvLSTM3DCell

@@ -14,7 +14,7 @@ Contract
 - ``motion``: ``(B, T_out, 2, Y, X)`` float32 motion of each step in px/step (the
   displacement from lead ``k-1`` to lead ``k``) for the advection head, else None.
 - ``prior``: optional :class:`MotionPrior` (advection head only): the
-  storm-tracked prior of :mod:`nowcast.model.cell_prior`. Inside ``prior.mask[k]``
+  storm-tracked prior of :mod:`nowcast.forecasters.storm_prior`. Inside ``prior.mask[k]``
   (pixels that move with a tracked storm) lead ``k`` is warped by
   ``prior.disp[k] + R_k``, ``R_k`` the network's residual motion composed on its
   own; elsewhere by the usual composed ``flow + residual``, so an empty mask gives

@@ -19,7 +19,7 @@ Contract
   ``(B, n, 2, Y, X)``, the displacements of optical-flow extrapolation.
 - :func:`warp_masked` is :func:`warp` where pixels outside a mask are sampled
   from the field capped by a ceiling (the storm-tracked prior's "ghost"
-  suppression, :mod:`nowcast.model.cell_prior`).
+  suppression, :mod:`nowcast.forecasters.storm_prior`).
 - Everything is computed in float32, also under autocast.
 """
 

@@ -40,7 +40,7 @@ from nowcast.monitor.forecast_panel import ForecastPanel
 from nowcast.monitor.forecasts import FieldCache, find_forecast_set
 from nowcast.monitor.health_panel import HealthPanel
 from nowcast.monitor.help_screen import HelpScreen
-from nowcast.monitor.history import load_skill, load_training
+from nowcast.monitor.store_loaders import load_skill, load_training
 from nowcast.monitor.messages import (
     HealthLoaded,
     LoadFailed,

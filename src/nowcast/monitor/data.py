@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nowcast.config import Settings
-from nowcast.monitor.status import (
+from nowcast.monitor.daemon_status import (
     DaemonState,
     DaemonStatus,
     StatusError,

@@ -256,7 +256,6 @@ class ForecastPanel(Vertical):
         if fs is None:
             text.append("reading the forecast directory...", style="dim")
             return text
-        lead_s = self.lead_s
         if fs.issue_time is not None:
             text.append("Issued ", style="dim")
             text.append(fmt.hms(fs.issue_time), style="bold")

@@ -11,7 +11,7 @@ from textual.message import Message
 
 from nowcast.monitor.data import Health
 from nowcast.monitor.forecasts import Field, ForecastSet
-from nowcast.monitor.history import Skill, Training
+from nowcast.monitor.store_loaders import Skill, Training
 
 FieldKey = tuple[str, int | None]
 

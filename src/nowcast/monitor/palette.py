@@ -57,11 +57,6 @@ def classify(dbz: np.ndarray) -> np.ndarray:
     return out
 
 
-def colour_of(dbz: float) -> str:
-    """The colour of one value (NaN: no coverage)."""
-    return COLOURS[int(classify(np.asarray([dbz]))[0])]
-
-
 @lru_cache(maxsize=len(COLOURS) ** 2)
 def pair_style(upper: int, lower: int) -> Style:
     """Style of a cell drawing class ``upper`` above class ``lower``."""

@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 from nowcast.monitor import fmt
 from nowcast.monitor.chart_view import ChartView
-from nowcast.monitor.history import Skill
+from nowcast.monitor.store_loaders import Skill
 from nowcast.monitor.plot import HLine, Series
 
 SERIES_COLOURS = ("#00d7ff", "#ffaf00", "#b2b2b2", "#d787ff", "#87ff87", "#ff87af")

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from nowcast.monitor import fmt
 from nowcast.monitor.chart_view import ChartView
-from nowcast.monitor.history import Training
+from nowcast.monitor.store_loaders import Training
 from nowcast.monitor.plot import Series, spark
 
 TRAIN_COLOUR = "#00d7ff"

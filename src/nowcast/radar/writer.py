@@ -77,6 +77,20 @@ def _pack(volume: np.ndarray) -> np.ndarray:
     return scaled.astype(np.int16)
 
 
+def as_stored(volumes: np.ndarray) -> np.ndarray:
+    """The dBZ a reader gets back from ``volumes`` written by this module.
+
+    Values are stored as int16 hundredths of a dBZ (NaN as the fill value), so
+    this is ``volumes`` rounded to 0.01 dBZ, NaN kept: what ``nowcast eval`` and
+    TITAN read, and what the daemon verifies.
+    """
+    packed = _pack(np.asarray(volumes, dtype=np.float32))
+    values = packed.astype(np.float32)
+    values *= np.float32(PACK_SCALE)
+    values[packed == PACK_FILL] = np.nan
+    return values
+
+
 def _coord(ds, name: str, values: np.ndarray, std: str, axis: str, long: str):
     var = ds.createVariable(name, "f4", (name,))
     var[:] = values.astype(np.float32)
@@ -115,73 +129,102 @@ def _write_grid_file(
             ds.createDimension("z", nz)
             ds.createDimension("y", ny)
             ds.createDimension("x", nx)
-            tvar = ds.createVariable("time", "f8", ("time",))
-            tvar.units = TIME_UNITS
-            tvar.standard_name = "time"
-            tvar.long_name = "valid time"
-            tvar.calendar = "standard"
-            tvar.axis = "T"
-            tvar[:] = [_epoch(valid_time)]
-            if issue_time is not None:
-                ref = ds.createVariable("forecast_reference_time", "f8", ("time",))
-                ref.units = TIME_UNITS
-                ref.standard_name = "forecast_reference_time"
-                ref.long_name = "issue (generation) time"
-                ref.calendar = "standard"
-                ref[:] = [_epoch(issue_time)]
-                period = ds.createVariable("forecast_period", "f8", ("time",))
-                period.units = "seconds"
-                period.standard_name = "forecast_period"
-                period.long_name = "lead time"
-                period[:] = [_epoch(valid_time) - _epoch(issue_time)]
-            _coord(ds, "x", grid.x_m, "projection_x_coordinate", "X",
-                   "x distance on the projection plane from the origin")
-            _coord(ds, "y", grid.y_m, "projection_y_coordinate", "Y",
-                   "y distance on the projection plane from the origin")
-            zvar = _coord(ds, "z", grid.z_m, "altitude", "Z", "height above the radar")
-            zvar.positive = "up"
-            mapping_name = grid.mapping_name or "grid_mapping"
-            mapping = ds.createVariable(mapping_name, "i4", ())
-            attrs = dict(grid.mapping_attrs)
-            if not attrs and origin is not None:
-                attrs = {
-                    "grid_mapping_name": "azimuthal_equidistant",
-                    "latitude_of_projection_origin": origin.latitude,
-                    "longitude_of_projection_origin": origin.longitude,
-                    "false_easting": 0.0,
-                    "false_northing": 0.0,
-                }
-            for key, value in attrs.items():
-                mapping.setncattr(key, value)
-            if origin is not None:
-                for name, value, units in (
-                    ("origin_latitude", origin.latitude, "degrees_north"),
-                    ("origin_longitude", origin.longitude, "degrees_east"),
-                    ("origin_altitude", origin.altitude_m, "m"),
-                ):
-                    var = ds.createVariable(name, "f8", ("time",))
-                    var.units = units
-                    var.long_name = name.replace("_", " ") + " of the grid"
-                    var[:] = [value]
-                proj = ds.createVariable("projection", "i4", ())
-                proj.setncattr("proj", "pyart_aeqd")
-                proj.setncattr("_include_lon_0_lat_0", "true")
-            dims = ("time", "z", "y", "x")
-            dbz = ds.createVariable(
-                field_name, "i2", dims, zlib=complevel > 0, complevel=max(complevel, 1),
-                shuffle=True, chunksizes=(1, 1, ny, nx), fill_value=PACK_FILL,
-            )
-            dbz.set_auto_maskandscale(False)
-            dbz.scale_factor = np.float32(PACK_SCALE)
-            dbz.add_offset = np.float32(0.0)
-            dbz.units = "dBZ"
-            dbz.standard_name = "equivalent_reflectivity_factor"
-            dbz.long_name = "equivalent reflectivity factor"
-            dbz.grid_mapping = mapping_name
-            dbz.coordinates = "time z y x"
-            dbz[0] = _pack(volume)
+            _write_times(ds, valid_time, issue_time)
+            _write_coords(ds, grid)
+            mapping_name = _write_mapping(ds, grid, origin)
+            _write_dbz(ds, volume, field_name, complevel, mapping_name)
             if motion is not None:
                 _write_motion(ds, motion, nz, complevel, mapping_name)
+
+
+def _time_var(ds, name: str, standard_name: str, long_name: str):
+    var = ds.createVariable(name, "f8", ("time",))
+    var.units = TIME_UNITS
+    var.standard_name = standard_name
+    var.long_name = long_name
+    var.calendar = "standard"
+    return var
+
+
+def _write_times(ds, valid_time: datetime, issue_time: datetime | None) -> None:
+    """``time`` (valid); for a forecast also its reference time and period."""
+    tvar = _time_var(ds, "time", "time", "valid time")
+    tvar.axis = "T"
+    tvar[:] = [_epoch(valid_time)]
+    if issue_time is None:
+        return
+    ref = _time_var(
+        ds, "forecast_reference_time", "forecast_reference_time",
+        "issue (generation) time",
+    )
+    ref[:] = [_epoch(issue_time)]
+    period = ds.createVariable("forecast_period", "f8", ("time",))
+    period.units = "seconds"
+    period.standard_name = "forecast_period"
+    period.long_name = "lead time"
+    period[:] = [_epoch(valid_time) - _epoch(issue_time)]
+
+
+def _write_coords(ds, grid: Grid) -> None:
+    _coord(ds, "x", grid.x_m, "projection_x_coordinate", "X",
+           "x distance on the projection plane from the origin")
+    _coord(ds, "y", grid.y_m, "projection_y_coordinate", "Y",
+           "y distance on the projection plane from the origin")
+    zvar = _coord(ds, "z", grid.z_m, "altitude", "Z", "height above the radar")
+    zvar.positive = "up"
+
+
+def _write_mapping(ds, grid: Grid, origin: Origin | None) -> str:
+    """The grid mapping (the scan's, else about the origin) and the origin
+    variables Py-ART reads; returns the mapping variable's name."""
+    mapping_name = grid.mapping_name or "grid_mapping"
+    mapping = ds.createVariable(mapping_name, "i4", ())
+    attrs = dict(grid.mapping_attrs)
+    if not attrs and origin is not None:
+        attrs = {
+            "grid_mapping_name": "azimuthal_equidistant",
+            "latitude_of_projection_origin": origin.latitude,
+            "longitude_of_projection_origin": origin.longitude,
+            "false_easting": 0.0,
+            "false_northing": 0.0,
+        }
+    for key, value in attrs.items():
+        mapping.setncattr(key, value)
+    if origin is not None:
+        for name, value, units in (
+            ("origin_latitude", origin.latitude, "degrees_north"),
+            ("origin_longitude", origin.longitude, "degrees_east"),
+            ("origin_altitude", origin.altitude_m, "m"),
+        ):
+            var = ds.createVariable(name, "f8", ("time",))
+            var.units = units
+            var.long_name = name.replace("_", " ") + " of the grid"
+            var[:] = [value]
+        proj = ds.createVariable("projection", "i4", ())
+        proj.setncattr("proj", "pyart_aeqd")
+        proj.setncattr("_include_lon_0_lat_0", "true")
+    return mapping_name
+
+
+def _write_dbz(
+    ds, volume: np.ndarray, field_name: str, complevel: int, mapping_name: str
+) -> None:
+    """The reflectivity, packed as int16 hundredths (:func:`as_stored`)."""
+    ny, nx = volume.shape[1:]
+    dbz = ds.createVariable(
+        field_name, "i2", ("time", "z", "y", "x"), zlib=complevel > 0,
+        complevel=max(complevel, 1), shuffle=True, chunksizes=(1, 1, ny, nx),
+        fill_value=PACK_FILL,
+    )
+    dbz.set_auto_maskandscale(False)
+    dbz.scale_factor = np.float32(PACK_SCALE)
+    dbz.add_offset = np.float32(0.0)
+    dbz.units = "dBZ"
+    dbz.standard_name = "equivalent_reflectivity_factor"
+    dbz.long_name = "equivalent reflectivity factor"
+    dbz.grid_mapping = mapping_name
+    dbz.coordinates = "time z y x"
+    dbz[0] = _pack(volume)
 
 
 def _write_motion(ds, motion: np.ndarray, nz: int, complevel: int, mapping: str):
@@ -297,7 +340,8 @@ def write_forecast_set(
             )
         except (OSError, RuntimeError) as exc:  # netCDF4: HDF errors (disk full)
             raise ForecastWriteError(
-                f"{target}: cannot write forecast: {exc.strerror or exc}"
+                f"{target}: cannot write forecast: "
+                f"{getattr(exc, 'strerror', None) or exc}"
             ) from exc
         written.append(ForecastFile(target, rel, lead, valid))
     return written

@@ -20,7 +20,7 @@ or imported heavily at import time.
 
 from nowcast.retrain.decide import Decision, decide
 from nowcast.retrain.promote import previous_path, promote
-from nowcast.retrain.runner import RetrainResult, retrain
+from nowcast.retrain.retraining import RetrainResult, retrain
 
 __all__ = [
     "Decision",

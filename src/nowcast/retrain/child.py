@@ -27,13 +27,16 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nowcast.errors import RetrainError
 
+if TYPE_CHECKING:
+    from nowcast.config import Settings
+
 
 def train_command(
-    settings: Any, data: Path, out_dir: Path, export: Path, cache: Path
+    settings: Settings, data: Path, out_dir: Path, export: Path, cache: Path
 ) -> list[str]:
     """The child's argv (see the module contract)."""
     cmd = [

@@ -4,10 +4,10 @@ Contract
 --------
 - :func:`heldout_sequences` gives the runs of ``grid.input_frames +
   grid.output_frames`` consecutive scans among the held-out times (the rule of
-  :func:`nowcast.pipeline.find_sequences`, ``daemon.max_gap_factor``), every
+  :func:`nowcast.radar.sequences.find_sequences`, ``daemon.max_gap_factor``), every
   ``retrain.heldout_stride``-th of them, as indices into those times.
 - :func:`score_heldout` reads each scan of those sequences once, as the daemon
-  reads it (:func:`nowcast.daemon.ingest.read_pooled`: the ``[radar]`` contract,
+  reads it (:func:`nowcast.radar.pooled.read_pooled`: the ``[radar]`` contract,
   pooled by ``grid.pool_factor``), gives every forecaster the first
   ``input_frames`` of each sequence and scores its ``output_frames`` leads against
   the rest on the pooled grid, one :class:`~nowcast.verification.ScoreAccumulator`
@@ -30,14 +30,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
 
-from nowcast.baselines.interface import Forecaster
+from nowcast.forecasters.interface import Forecaster
 from nowcast.errors import NowcastError
 from nowcast.verification import ScoreAccumulator
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -46,10 +49,10 @@ THRESHOLD_DBZ = 35.0
 
 
 def heldout_sequences(
-    times: Sequence[datetime], settings: Any
+    times: Sequence[datetime], settings: Settings
 ) -> list[tuple[int, ...]]:
     """Sequences of input + verifying scans, every ``heldout_stride``-th."""
-    from nowcast.pipeline import find_sequences
+    from nowcast.radar.sequences import find_sequences
 
     g = settings.grid
     runs = find_sequences(
@@ -109,10 +112,10 @@ def score_heldout(
     paths: Sequence[Path],
     times: Sequence[datetime],
     sequences: Sequence[tuple[int, ...]],
-    settings: Any,
+    settings: Settings,
 ) -> HeldOutResult:
     """Score each forecaster on the same sequences (see the module contract)."""
-    from nowcast.daemon.ingest import read_pooled
+    from nowcast.radar.pooled import read_pooled, reading_options
 
     g = settings.grid
     n_in, n_out = g.input_frames, g.output_frames
@@ -125,7 +128,10 @@ def score_heldout(
         for index in seq:
             if index not in cache:
                 try:
-                    cache[index] = read_pooled(Path(paths[index]), settings)
+                    cache[index] = read_pooled(
+                        Path(paths[index]), g.pool_factor,
+                        **reading_options(settings.radar),
+                    )
                 except NowcastError as exc:
                     log.warning("held-out scan unreadable", reason=str(exc))
                     cache[index] = exc

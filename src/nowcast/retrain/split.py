@@ -24,9 +24,12 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nowcast.errors import RetrainError
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 
 @dataclass
@@ -54,7 +57,7 @@ class ArchiveSplit:
         }
 
 
-def split_archive(settings: Any) -> ArchiveSplit:
+def split_archive(settings: Settings) -> ArchiveSplit:
     """Index ``paths.archive_dir`` and split it (see the module contract)."""
     from nowcast.verification import index_observations
 

@@ -7,8 +7,8 @@ Contract
   time order and SQLite's date functions (``strftime('%s', t)``) read it.
 - Fractions of a second are dropped (floored), so a scan at ``12:30:00.7`` is stored
   as ``12:30:00``.
-- :func:`to_iso` accepts a timezone-aware :class:`~datetime.datetime` (any zone,
-  converted to UTC), ISO-8601 text with an offset or ``Z``, or unix seconds
+- Parsing is :func:`nowcast.times.parse_time`'s. :func:`to_iso` accepts a
+  timezone-aware :class:`~datetime.datetime` (any zone, converted to UTC), ISO-8601 text with an offset or ``Z``, or unix seconds
   (``int``/``float``). A naive datetime or text without an offset is refused with a
   :class:`ValueError` (another type with a :class:`TypeError`): the store never
   guesses a zone.
@@ -20,55 +20,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+from nowcast.times import ISO_FORMAT, TimeLike, parse_time, utc_now
 
-TimeLike = datetime | str | int | float
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+__all__ = [
+    "ISO_FORMAT", "TimeLike", "cutoff", "from_iso", "to_datetime", "to_iso", "utc_now"
+]
 
 
 def to_datetime(value: TimeLike, name: str = "time") -> datetime:
-    """Turn ``value`` into an aware UTC datetime.
-
-    Parameters
-    ----------
-    value
-        An aware datetime, ISO-8601 text with an offset or ``Z``, or unix seconds.
-    name
-        The argument's name, for the error message.
-
-    Raises
-    ------
-    ValueError
-        When ``value`` is naive or unparseable text.
-    TypeError
-        When ``value`` is of another type.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected a time, got {value!r}")
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"{name}: {value!r} is not ISO-8601 (like 2024-06-01T12:30:00Z)"
-            ) from None
-    if not isinstance(value, datetime):
-        raise TypeError(
-            f"{name}: expected a datetime, ISO-8601 text or unix seconds, "
-            f"got {type(value).__name__}"
-        )
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name}: {value.isoformat()} has no time zone; pass an aware UTC time "
-            "(datetime(..., tzinfo=timezone.utc)) or text ending in Z"
-        )
-    return value.astimezone(timezone.utc)
+    """An aware UTC datetime (:func:`nowcast.times.parse_time`; naive refused)."""
+    return parse_time(value, name)
 
 
 def to_iso(value: TimeLike, name: str = "time") -> str:

@@ -30,6 +30,8 @@ Modules
 - :mod:`.accumulator`: :class:`ScoreAccumulator`.
 - :mod:`.matching`: forecast files under ``OUT`` (both layouts) and the observed
   scans valid at the same times.
+- :mod:`.offline`: :func:`~.offline.score_files`, forecast files scored against
+  the scans valid at their times (``nowcast eval``).
 - :mod:`.report`: plain-text tables (``nowcast eval``).
 """
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from nowcast.errors import NowcastError, ScanError
 from nowcast.radar.names import time_from_name
+from nowcast.times import try_parse_time
 
 _DATE = re.compile(r"^\d{8}$")
 _GEN = re.compile(r"^g_(\d{6})$")
@@ -142,18 +143,6 @@ def find_forecasts(out_dir: str | Path) -> list[ForecastEntry]:
     return found
 
 
-def _parse_iso(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
-
-
 def read_forecast_attrs(path: str | Path) -> ForecastAttrs:
     """Read a forecast file's method, model, issue time and lead (no data).
 
@@ -185,7 +174,7 @@ def read_forecast_attrs(path: str | Path) -> ForecastAttrs:
     return ForecastAttrs(
         method=str(method) if method is not None else None,
         model=str(model) if model is not None else None,
-        issue_time=_parse_iso(attrs.get("nowcast_issue_time")),
+        issue_time=try_parse_time(attrs.get("nowcast_issue_time")),
         lead_s=lead_s,
     )
 

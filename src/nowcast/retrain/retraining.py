@@ -48,12 +48,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
 
-from nowcast.baselines.interface import Forecaster, ForecastResult
+from nowcast.forecasters.interface import Forecaster
 from nowcast.errors import NowcastError, RetrainError
 from nowcast.retrain.child import run_training, train_command
 from nowcast.retrain.decide import Decision, decide
@@ -65,6 +65,9 @@ from nowcast.retrain.heldout import (
 )
 from nowcast.retrain.promote import promote
 from nowcast.retrain.split import ArchiveSplit, split_archive, stage_links
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -141,44 +144,20 @@ def lower_priority(nice: int) -> int:
     return current
 
 
-class AsTheDaemon(Forecaster):
-    """Production as the daemon runs it: the model, else (or when it fails) the
-    fallback."""
-
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.failures = 0
-        self.name = "production"
-
-    def forecast(self, frames, times, n_leads, *, dx_m, interval_s=None):
-        forecaster, _, is_model = self.manager.active()
-        kw = {"dx_m": dx_m, "interval_s": interval_s}
-        if is_model:
-            try:
-                result: ForecastResult = forecaster.forecast(
-                    frames, times, n_leads, **kw
-                )
-                if np.shape(result.dbz) == (n_leads, *frames.shape[1:]):
-                    return result
-            except Exception as exc:  # the daemon would fall back: so do we
-                log.warning(
-                    "production model failed on a held-out sequence",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            self.failures += 1
-        return self.manager.fallback().forecast(frames, times, n_leads, **kw)
-
-
-def _managers(settings: Any, candidate: Path, split: ArchiveSplit, seqs, now):
+def _managers(settings: Settings, candidate: Path, split: ArchiveSplit, seqs, now):
     """ModelManagers for production and the candidate, probed on held-out scans."""
-    from nowcast.daemon.ingest import read_pooled
-    from nowcast.daemon.models import ModelManager, model_provider, resolve_device
+    from nowcast.radar.pooled import read_pooled, reading_options
+    from nowcast.daemon.models import ModelManager, model_provider
+    from nowcast.model.device import resolve_device
 
     g = settings.grid
     for seq in seqs:  # the first sequence that reads
         first = [split.heldout[i] for i in seq[: g.input_frames]]
         try:
-            probe_scans = [read_pooled(p, settings) for _, p in first]
+            options = reading_options(settings.radar)
+            probe_scans = [
+                read_pooled(p, g.pool_factor, **options) for _, p in first
+            ]
             break
         except NowcastError:
             continue
@@ -190,23 +169,22 @@ def _managers(settings: Any, candidate: Path, split: ArchiveSplit, seqs, now):
         dx = probe_scans[-1][0].grid.pooled(g.pool_factor).dx_m
         return frames, [t for t, _ in first], dx
 
-    device = resolve_device(settings.daemon.device)
-    production = ModelManager(settings, model_provider(settings), device, probe)
+    device = resolve_device(settings.daemon.device, fallback_to_cpu=True)
+    provider = model_provider(settings)
+    production = ModelManager.from_settings(settings, provider, device, probe)
     production.start(now)
-    paths = settings.paths.model_copy(update={"production_model": candidate})
-    cand_settings = settings.model_copy(update={"paths": paths})
-    contender = ModelManager(
-        cand_settings, model_provider(cand_settings), device, probe
+    contender = ModelManager.from_settings(
+        settings, provider, device, probe, checkpoint=candidate
     )
     contender.reload(now)
     return production, contender
 
 
 def _score(
-    settings: Any, candidate: Path, split: ArchiveSplit, seqs, now: datetime
+    settings: Settings, candidate: Path, split: ArchiveSplit, seqs, now: datetime
 ) -> tuple[HeldOutResult, str]:
     production, contender = _managers(settings, candidate, split, seqs, now)
-    forecasters: dict[str, Forecaster] = {"production": AsTheDaemon(production)}
+    forecasters: dict[str, Forecaster] = {"production": production.production()[0]}
     if contender.current is not None:
         forecasters["candidate"] = contender.current.forecaster
     result = score_heldout(
@@ -228,7 +206,7 @@ def _score(
     return result, method
 
 
-def _train(settings: Any, split: ArchiveSplit, stamp: str) -> tuple[Path, Path]:
+def _train(settings: Settings, split: ArchiveSplit, stamp: str) -> tuple[Path, Path]:
     """Run the child on the training scans; returns (candidate, log)."""
     p = settings.paths
     work = Path(p.state_dir) / "retrain"
@@ -254,7 +232,7 @@ def _train(settings: Any, split: ArchiveSplit, stamp: str) -> tuple[Path, Path]:
     return candidate, log_path
 
 
-def _run_id(settings: Any, candidate: Path) -> int | None:
+def _run_id(settings: Settings, candidate: Path) -> int | None:
     from nowcast.store import MetricsReader
 
     try:
@@ -268,7 +246,7 @@ def _run_id(settings: Any, candidate: Path) -> int | None:
     return None
 
 
-def _record(settings: Any, level: str, message: str, result: RetrainResult | None):
+def _record(settings: Settings, level: str, message: str, result: RetrainResult | None):
     from nowcast.store import MetricsStore
 
     with MetricsStore(settings.paths.store) as store:
@@ -291,7 +269,7 @@ def _record(settings: Any, level: str, message: str, result: RetrainResult | Non
 
 
 def retrain(
-    settings: Any,
+    settings: Settings,
     *,
     candidate: Path | None = None,
     dry_run: bool = False,

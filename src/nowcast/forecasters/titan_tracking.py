@@ -3,7 +3,7 @@
 Contract
 --------
 :func:`track_storms` takes the storms of every scan (oldest first, from
-:func:`~nowcast.baselines.titan_storms.identify_storms`) and their times, and
+:func:`~nowcast.forecasters.titan_storms.identify_storms`) and their times, and
 returns one :class:`Track` per storm of the newest scan, carrying its history
 (time, centroid, projected area, volume per scan).
 
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from nowcast.baselines.titan_storms import Storm, footprint_overlap
+from nowcast.forecasters.titan_storms import Storm, footprint_overlap
 
 TITAN_WEIGHTS: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 

@@ -7,7 +7,12 @@ from datetime import datetime
 
 import numpy as np
 
-from nowcast.baselines.interface import ForecastResult, Forecaster, check_input
+from nowcast.forecasters.interface import (
+    ForecastResult,
+    Forecaster,
+    SequenceContext,
+    check_input,
+)
 
 
 class Persistence(Forecaster):
@@ -23,6 +28,7 @@ class Persistence(Forecaster):
         *,
         dx_m: float,
         interval_s: float | None = None,
+        context: SequenceContext | None = None,
     ) -> ForecastResult:
         check_input(frames, times, n_leads)
         last = np.asarray(frames[-1], dtype=np.float32)

@@ -31,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nowcast.times import parse_time
+
 __all__ = ["export_history", "import_history", "run_history"]
 
 
@@ -83,7 +85,7 @@ def import_history(store: Any, history: Iterable[Mapping[str, Any]]) -> list[int
         }
     added = []
     for run in history:
-        started = datetime.fromisoformat(str(run["started"]))
+        started = parse_time(str(run["started"]), "history started", naive="utc")
         if (started.isoformat(), run.get("command", "")) in present:
             continue
         run_id = store.start_training_run(

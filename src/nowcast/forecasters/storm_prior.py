@@ -6,7 +6,7 @@ The advection head moves the last observation along a prior motion plus its own
 correction. With the plain optical-flow prior (:func:`flow_displacements`) a
 convective cell moves with the flow around it; on radar and on the simulator's
 supercells a tracked cell often moves otherwise (propagation, deviant motion), and
-TITAN's storm tracking (:mod:`nowcast.baselines.titan`) follows it better at long
+TITAN's storm tracking (:mod:`nowcast.forecasters.titan`) follows it better at long
 leads. :func:`cell_prior` combines the two as per-lead backward displacements:
 
 1. ``D_k``, the optical-flow displacement of lead ``k`` (``k = 1..n_leads``): the
@@ -14,7 +14,7 @@ leads. :func:`cell_prior` combines the two as per-lead backward displacements:
    (:func:`nowcast.model.warp.compose_displacement`, exactly as the network
    composes it without this prior).
 2. The storms of the newest frame are identified and tracked through the input
-   frames by ``tracker`` (a :class:`~nowcast.baselines.titan.TitanForecaster`:
+   frames by ``tracker`` (a :class:`~nowcast.forecasters.titan.TitanForecaster`:
    its threshold, minimum size and matching). A track seen in at least
    ``min_scans`` scans moves with its trend velocity ``u`` (px/step, undamped)
    with the weight ``w = min(history / history_full_s, 1)`` TITAN gives young
@@ -162,6 +162,7 @@ def cell_prior(
     n_leads: int,
     params: CellPriorParams,
     tracker: Any,
+    context: Any = None,
 ) -> CellPrior:
     """The storm-tracked prior of ``frames`` ``(t, z, y, x)`` dBZ (module contract).
 
@@ -174,10 +175,14 @@ def cell_prior(
     flow
         The optical-flow prior ``(2, y, x)`` px/step.
     tracker
-        A :class:`~nowcast.baselines.titan.TitanForecaster` (its ``track`` and
+        A :class:`~nowcast.forecasters.titan.TitanForecaster` (its ``track`` and
         ``params``).
+    context
+        The :class:`~nowcast.forecasters.interface.SequenceContext` of the sequence
+        ``frames`` end (checked by the caller), so the tracks are shared with the
+        ``titan`` baseline; ``None`` tracks here.
     """
-    from nowcast.baselines.titan_tracking import trend_scale
+    from nowcast.forecasters.titan_tracking import trend_scale
 
     disp = flow_displacements(flow, n_leads)
     steps = np.diff(disp, axis=0, prepend=np.zeros_like(disp[:1]))
@@ -185,7 +190,9 @@ def cell_prior(
     ny, nx = disp.shape[-2:]
     mask = np.zeros((n_leads, ny, nx), dtype=bool)
     ceiling = np.full((ny, nx), np.inf, dtype=np.float32)
-    tracks = tracker.track(np.asarray(frames, dtype=np.float32), times_s, dx_m)
+    tracks = tracker.track(
+        np.asarray(frames, dtype=np.float32), times_s, dx_m, context
+    )
     to_px = step_s / (dx_m / 1000.0)
     storms = []
     for tr in sorted(tracks, key=lambda t: t.storm.area_km2):

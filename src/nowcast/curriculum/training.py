@@ -47,24 +47,27 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
 import torch
 
-from nowcast.curriculum.checkpoint import (
+from nowcast.model.checkpoint import (
     build_from_state,
     load_checkpoint,
     meta_of,
     save_checkpoint,
 )
 from nowcast.curriculum.distributed import Dist, setup
-from nowcast.curriculum.history import export_history
+from nowcast.curriculum.model_history import export_history
 from nowcast.curriculum.loaders import DataSpec, TrainData, build_data
 from nowcast.curriculum.progress import Progress
 from nowcast.curriculum.trainer import PhaseResult, PhaseTrainer
 from nowcast.errors import NowcastError
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -195,7 +198,7 @@ def _phase_length(request: TrainRequest, resume: dict[str, Any] | None):
     return stop - start
 
 
-def _build_net(settings: Any, state: dict[str, Any] | None, path: Path | None):
+def _build_net(settings: Settings, state: dict[str, Any] | None, path: Path | None):
     from nowcast.model import build_network, network_kwargs
 
     cur = settings.curriculum
@@ -225,7 +228,7 @@ def _build_net(settings: Any, state: dict[str, Any] | None, path: Path | None):
     )
 
 
-def _open_store(settings: Any, request: TrainRequest):
+def _open_store(settings: Settings, request: TrainRequest):
     from nowcast.store import MetricsStore
 
     store = MetricsStore(settings.paths.store)
@@ -235,7 +238,7 @@ def _open_store(settings: Any, request: TrainRequest):
     return store, run_id
 
 
-def _data(settings: Any, spec: DataSpec, dist: Dist) -> TrainData:
+def _data(settings: Settings, spec: DataSpec, dist: Dist) -> TrainData:
     if dist.world > 1 and spec.data_dirs:
         if dist.is_main:
             data = build_data(settings, spec)
@@ -256,7 +259,58 @@ def _export(path: Path, best: Path, history: list[dict[str, Any]]) -> Path:
     return path
 
 
-def train(settings: Any, request: TrainRequest) -> TrainSummary:
+def _configure_torch(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def _place_net(settings: Settings, net, start, device: str):
+    """The network with its starting weights, on the device, as configured."""
+    if start is not None:
+        net.load_state_dict(start["model"])
+    net = net.to(device)
+    if settings.curriculum.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    if settings.curriculum.compile:
+        net.compile_cells()
+    return net
+
+
+def _run_phases(
+    settings: Settings, request: TrainRequest, plan, net, data, dist: Dist,
+    store, run_id, step: int, summary: TrainSummary,
+) -> None:
+    """Each planned phase in order; stops at the first that did not finish."""
+    progress = Progress(enabled=dist.is_main, bar=request.progress_bar)
+    config_json = settings.model_dump_json(exclude={"source"})
+    for number, resume in plan:
+        trainer = PhaseTrainer(
+            settings,
+            number,
+            net,
+            data,
+            dist=dist,
+            out_dir=request.out_dir,
+            epochs=_phase_length(request, resume),
+            store=store,
+            run_id=run_id,
+            progress=progress,
+            step=step,
+            config_json=config_json,
+        )
+        if resume is not None:
+            trainer.load_state(resume)
+        result = trainer.run(stop_after=request.stop_after)
+        summary.phases.append(result)
+        step = result.step
+        if not result.finished:
+            summary.interrupted = True
+            break
+
+
+def train(settings: Settings, request: TrainRequest) -> TrainSummary:
     """Run the requested phases (see the module contract)."""
     if not request.phases:
         raise NowcastError("no phase to train: give --phase N or --curriculum")
@@ -265,10 +319,7 @@ def train(settings: Any, request: TrainRequest) -> TrainSummary:
     store = run_id = None
     try:
         _seed(settings.curriculum.seed)
-        if dist.device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        _configure_torch(dist.device)
         state = None
         if request.resume_from is not None:
             state = load_checkpoint(request.resume_from)
@@ -277,13 +328,7 @@ def train(settings: Any, request: TrainRequest) -> TrainSummary:
         summary.data = dict(data.describe)
         data.pin_memory = dist.device.startswith("cuda")
         net = _build_net(settings, state or start, request.resume_from)
-        if start is not None:
-            net.load_state_dict(start["model"])
-        net = net.to(dist.device)
-        if settings.curriculum.channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
-        if settings.curriculum.compile:
-            net.compile_cells()
+        net = _place_net(settings, net, start, dist.device)
         if dist.is_main:
             store, run_id = _open_store(settings, request)
             summary.run_id = run_id
@@ -296,33 +341,10 @@ def train(settings: Any, request: TrainRequest) -> TrainSummary:
                 params=sum(p.numel() for p in net.parameters()),
                 **summary.data,
             )
-        progress = Progress(enabled=dist.is_main, bar=request.progress_bar)
-        config_json = settings.model_dump_json(exclude={"source"})
         step = int((state or start or {}).get("step", 0))
-        for number, resume in plan:
-            epochs = _phase_length(request, resume)
-            trainer = PhaseTrainer(
-                settings,
-                number,
-                net,
-                data,
-                dist=dist,
-                out_dir=request.out_dir,
-                epochs=epochs,
-                store=store,
-                run_id=run_id,
-                progress=progress,
-                step=step,
-                config_json=config_json,
-            )
-            if resume is not None:
-                trainer.load_state(resume)
-            result = trainer.run(stop_after=request.stop_after)
-            summary.phases.append(result)
-            step = result.step
-            if not result.finished:
-                summary.interrupted = True
-                break
+        _run_phases(
+            settings, request, plan, net, data, dist, store, run_id, step, summary
+        )
         last = summary.phases[-1] if summary.phases else None
         if store is not None:
             status = "interrupted" if summary.interrupted else "completed"

@@ -1,4 +1,4 @@
-"""Motion for training: the optical-flow prior and the simulator's true motion.
+"""The optical-flow prior: the motion the advection network starts from.
 
 Contract
 --------
@@ -10,13 +10,17 @@ Contract
   grid).
 - :func:`flow_prior` is what the network gets at inference as its starting
   motion: pysteps' dense Lucas-Kanade
-  (:func:`nowcast.baselines.pysteps_methods.lucas_kanade_motion`) on the column
+  (:func:`nowcast.forecasters.pysteps_methods.lucas_kanade_motion`) on the column
   maximum of the given frames (the newest ``3`` input frames by default), NaN (no
   coverage) filled with the floor first. A field without echo gives zeros.
   float32. Needs pysteps and OpenCV (a :class:`~nowcast.errors.ForecasterError`
   naming the extra otherwise).
-- :func:`motion_to_px` turns the simulator's m/s into px/step:
-  ``motion * interval_s / dx_m``.
+- :func:`filled_composite` is the column maximum it is computed on, with no
+  coverage filled as no echo (the regime classes of :mod:`nowcast.curriculum`
+  use the same composite).
+- Training (:mod:`nowcast.curriculum.datasets`) and forecasting
+  (:mod:`nowcast.forecasters.model`) both call :func:`flow_prior`, so the network
+  sees the same motion in both.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 FLOW_FRAMES = 3
 
 
-def column_max(frames: np.ndarray, floor: float = 0.0) -> np.ndarray:
+def filled_composite(frames: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """``(t, z, y, x)`` dBZ -> ``(t, y, x)`` column maximum; NaN -> ``floor``."""
     x = np.asarray(frames, dtype=np.float32)
     filled = np.where(np.isfinite(x), x, np.float32(floor))
@@ -46,16 +50,10 @@ def flow_prior(frames: np.ndarray, floor: float = 0.0) -> np.ndarray:
     floor
         No echo (``radar.dbz_floor``).
     """
-    from nowcast.baselines.pysteps_methods import lucas_kanade_motion
+    from nowcast.forecasters.pysteps_methods import lucas_kanade_motion
 
-    composite = column_max(frames, floor)
+    composite = filled_composite(frames, floor)
     with warnings.catch_warnings():
         # pysteps' outlier detection warns on flat neighbourhoods; the result holds
         warnings.filterwarnings("ignore", "Singular matrix", UserWarning)
         return lucas_kanade_motion(composite, floor).astype(np.float32)
-
-
-def motion_to_px(motion_ms: np.ndarray, interval_s: float, dx_m: float) -> np.ndarray:
-    """m/s -> px/step (float32), for the simulator's ``(..., 2, y, x)`` motion."""
-    scale = np.float32(float(interval_s) / float(dx_m))
-    return (np.asarray(motion_ms, dtype=np.float32) * scale).astype(np.float32)

@@ -9,7 +9,7 @@ Three forecasters, the peers radar centres run from pysteps today:
 - :class:`Anvil` (``"anvil"``): ANVIL (an ARI(p,1) model on the cascade, made for
   convection).
 
-Contract (on top of :mod:`nowcast.baselines.interface`)
+Contract (on top of :mod:`nowcast.forecasters.interface`)
 ------------------------------------------------------
 - Input NaN (no coverage) is filled with the floor (no echo) before motion and
   advection; values below the floor are clipped to it. The output is NaN exactly
@@ -54,17 +54,21 @@ import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nowcast.baselines.interface import (
+from nowcast.forecasters.interface import (
     ForecastResult,
     Forecaster,
+    SequenceContext,
     check_input,
     step_seconds,
 )
 from nowcast.errors import ForecasterError
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 #: Marshall-Palmer ``Z = a R^b`` (Z in mm^6 m^-3, R in mm/h).
 MP_A = 200.0
@@ -226,7 +230,7 @@ class _PystepsForecaster(Forecaster):
         self.dbz_floor = float(dbz_floor)
 
     @classmethod
-    def from_settings(cls, settings: Any = None, **kwargs: Any) -> "Forecaster":
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> "Forecaster":
         """Parameters from ``[baselines.extrapolation]`` and ``radar.dbz_floor``."""
         params: dict[str, Any] = {}
         if settings is not None:
@@ -249,6 +253,7 @@ class _PystepsForecaster(Forecaster):
         *,
         dx_m: float,
         interval_s: float | None = None,
+        context: SequenceContext | None = None,
     ) -> ForecastResult:
         check_input(frames, times, n_leads)
         if frames.shape[0] < 2:

@@ -2,7 +2,7 @@
 
 Contract
 --------
-- :func:`parse_status` turns the JSON object :mod:`nowcast.daemon.status` writes
+- :func:`parse_status` turns the JSON object :mod:`nowcast.daemon.status_file` writes
   (version 1: ``pid``, ``state``, ``updated``, ``started``, ``last_scan``,
   ``buffer``, ``last_forecast``, ``model``, ``device``, ``queue_length``,
   ``errors``, ``next_retrain`` ...) into a :class:`DaemonStatus`. Every key may be
@@ -25,29 +25,11 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 time (``Z`` or an offset; naive means UTC) or unix seconds."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return datetime.fromtimestamp(float(value), timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+from nowcast.times import try_parse_time
 
 
 def _get(data: Any, dotted: str) -> Any:
@@ -131,7 +113,7 @@ def _errors(data: dict[str, Any]) -> tuple[StatusError, ...]:
             message = item.get("message") or item.get("reason") or ""
             out.append(
                 StatusError(
-                    parse_time(item.get("time")),
+                    try_parse_time(item.get("time")),
                     _str(item.get("kind")) or "error",
                     str(message),
                     _str(item.get("path")),
@@ -149,32 +131,32 @@ def parse_status(data: Any) -> DaemonStatus:
         pid=_int(data.get("pid")),
         host=_str(data.get("host")) or _str(data.get("hostname")),
         state=_str(data.get("state")),
-        updated=parse_time(data.get("updated")),
-        started=parse_time(data.get("started")),
+        updated=try_parse_time(data.get("updated")),
+        started=try_parse_time(data.get("started")),
         config=_str(data.get("config")),
-        last_scan_time=parse_time(_get(data, "last_scan.time")),
+        last_scan_time=try_parse_time(_get(data, "last_scan.time")),
         last_scan_path=_str(_get(data, "last_scan.path")),
         scans_taken=_int(data.get("scans_taken")),
         scans_rejected=_int(data.get("scans_rejected")),
         buffer_fill=_int(_get(data, "buffer.fill")),
         buffer_capacity=_int(_get(data, "buffer.capacity")),
-        forecast_issue_time=parse_time(_get(data, "last_forecast.issue_time")),
+        forecast_issue_time=try_parse_time(_get(data, "last_forecast.issue_time")),
         forecast_method=_str(_get(data, "last_forecast.method")),
         forecast_model=_str(_get(data, "last_forecast.model")),
         forecast_latency_s=_float(_get(data, "last_forecast.latency_s")),
-        forecast_written=parse_time(_get(data, "last_forecast.written")),
+        forecast_written=try_parse_time(_get(data, "last_forecast.written")),
         fallback_reason=_str(_get(data, "last_forecast.fallback_reason"))
         or _str(_get(data, "model.fallback_reason")),
         forecasts_written=_int(data.get("forecasts_written")),
         model_method=_str(_get(data, "model.method")),
         model_name=_str(_get(data, "model.name")),
         checkpoint=_str(_get(data, "model.checkpoint")),
-        checkpoint_time=parse_time(_get(data, "model.checkpoint_time")),
+        checkpoint_time=try_parse_time(_get(data, "model.checkpoint_time")),
         device=_str(data.get("device")),
         queue_length=_int(data.get("queue_length")),
         error_count=_int(_get(data, "errors.count")),
         errors=_errors(data),
-        next_retrain=parse_time(data.get("next_retrain")),
+        next_retrain=try_parse_time(data.get("next_retrain")),
     )
 
 

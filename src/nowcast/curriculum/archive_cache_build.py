@@ -1,8 +1,7 @@
 """Building the archive cache: discover cases, read new scans, reuse the rest.
 
-The contract is :mod:`nowcast.curriculum.archive`'s (cases, runs, encoding,
-incremental rebuilds); this module does the work behind
-:meth:`~nowcast.curriculum.archive.ArchiveCache.build`.
+The contract is :mod:`nowcast.curriculum.archive_cache`'s (cases, runs, encoding,
+incremental rebuilds); this module does the work: :func:`build_cache`.
 """
 
 from __future__ import annotations
@@ -12,29 +11,32 @@ import fnmatch
 import hashlib
 import json
 import os
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import structlog
 import torch
 
-from nowcast.curriculum.archive import (
+from nowcast.curriculum.archive_cache import (
     CACHE_VERSION,
     MANIFEST,
+    ArchiveCache,
     ArchiveCase,
     BuildStats,
-    _load_manifest,
-    _remove_case_files,
-    _safe,
+    load_manifest,
+    remove_case_files,
+    case_file_stem,
     encode_dbz,
 )
 from nowcast.errors import NowcastError, ScanError
 from nowcast.fsutil import atomic_path, write_text_atomic
-from nowcast.radar import pool, read_scan
+from nowcast.radar.pooled import read_pooled
+from nowcast.radar.sequences import split_runs
 
 log = structlog.get_logger(__name__)
 
@@ -48,23 +50,6 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def split_runs(
-    times: Sequence[datetime], interval_s: float, max_gap_factor: float = 1.5
-) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges of sorted ``times`` whose steps are all on time."""
-    if not times:
-        return []
-    lo, hi = interval_s / max_gap_factor, interval_s * max_gap_factor
-    runs, start = [], 0
-    for i in range(1, len(times)):
-        step = (times[i] - times[i - 1]).total_seconds()
-        if not lo <= step <= hi:
-            runs.append((start, i))
-            start = i
-    runs.append((start, len(times)))
-    return runs
 
 
 def _discover(
@@ -122,7 +107,7 @@ def build_manifest(
         "dbz_floor": float(dbz_floor),
         "variable": variable or None,
     }
-    old = _load_manifest(cache_dir)
+    old = load_manifest(cache_dir)
     if old is not None and any(old.get(k) != v for k, v in params.items()):
         log.info("archive cache parameters changed: rebuilding", cache=str(cache_dir))
         old = None
@@ -151,7 +136,7 @@ def build_manifest(
     manifest["rejected"] = builder.rejected
     for key, prev in old_cases.items():
         if key not in manifest["cases"]:
-            _remove_case_files(cache_dir, key)
+            remove_case_files(cache_dir, key)
     stats.cases = len(manifest["cases"])
     write_text_atomic(cache_dir / MANIFEST, json.dumps(manifest, indent=1))
     return manifest, stats
@@ -186,14 +171,50 @@ class _CaseBuilder:
         interval_s: float,
         max_gap_factor: float,
     ) -> dict[str, Any] | None:
+        """The manifest entry of one case (``None``: no readable scan)."""
         self.stats.files += len(files)
+        frames, changed = self._gather(root, files, prev)
+        if not frames:
+            log.warning("case has no readable scan", case=key)
+            remove_case_files(self.cache_dir, key)
+            return None
+        if not changed:
+            entry = dict(prev)  # type: ignore[arg-type]
+            times = [datetime.fromtimestamp(t, tz=timezone.utc) for t in prev["times"]]
+            runs = split_runs(times, interval_s, max_gap_factor)
+            entry["runs"] = [list(r) for r in runs]
+            return entry
+        self.stats.cases_rebuilt += 1
+        old_codes = None
+        if any(f.reused for f in frames):
+            old_codes = np.load(self.cache_dir / prev["file"], mmap_mode="r")
+        old_shape = tuple(old_codes.shape[1:]) if old_codes is not None else ()
+        grid_key, unique = self._one_grid_one_time(root, frames, old_shape)
+        file, shape = self._write_frames(key, unique, grid_key, old_codes)
+        times = [f.time for f in unique]
+        return ArchiveCase(
+            key=key,
+            data_dir=root,
+            file=file,
+            shape=shape,  # type: ignore[arg-type]
+            dx_m=float(grid_key[1]),
+            dy_m=float(grid_key[2]),
+            times=tuple(times),
+            sources=tuple(f.rel for f in unique),
+            fingerprints=tuple(f.fp for f in unique),
+            runs=tuple(split_runs(times, interval_s, max_gap_factor)),
+        ).to_json()
+
+    def _gather(
+        self, root: Path, files: list[Path], prev: dict[str, Any] | None
+    ) -> tuple[list[_Frame], bool]:
+        """Every readable frame of the case (reused or read) and whether the
+        case changed since ``prev``."""
         old_index: dict[str, tuple[int, tuple[int, int]]] = {}
         if prev is not None and (self.cache_dir / prev["file"]).exists():
             for i, (src, fp) in enumerate(zip(prev["sources"], prev["fingerprints"])):
                 old_index[src] = (i, (int(fp[0]), int(fp[1])))
-        old_codes = None
-        # (time, rel path, fingerprint, frame codes or old index, dx, dy)
-        frames: list[tuple[datetime, str, tuple[int, int], Any, float, float]] = []
+        frames: list[_Frame] = []
         changed = prev is None
         for path in files:
             rel = str(path.relative_to(root))
@@ -211,93 +232,156 @@ class _CaseBuilder:
             if hit is not None and hit[1] == fp:
                 i = hit[0]
                 t = datetime.fromtimestamp(prev["times"][i], tz=timezone.utc)
-                frames.append((t, rel, fp, i, prev["dx_m"], prev["dy_m"]))
+                frames.append(_Frame(t, rel, fp, i, prev["dx_m"], prev["dy_m"]))
                 self.stats.reused += 1
                 continue
             changed = True
             try:
-                scan = read_scan(
-                    path, self.params["variable"], self.params["dbz_floor"]
+                scan, pooled = read_pooled(
+                    path, self.params["pool_factor"],
+                    variable=self.params["variable"],
+                    dbz_floor=self.params["dbz_floor"],
                 )
-                pooled = pool(scan.dbz, self.params["pool_factor"])
-            except (ScanError, ValueError) as exc:
-                reason = exc.reason if isinstance(exc, ScanError) else str(exc)
-                log.warning("scan skipped", file=str(path), reason=reason)
-                self.stats.errors.append(f"{path}: {reason}")
-                self._reject(path, fp, reason)
+            except ScanError as exc:
+                log.warning("scan skipped", file=str(path), reason=exc.reason)
+                self.stats.errors.append(f"{path}: {exc.reason}")
+                self._reject(path, fp, exc.reason)
                 continue
             self.stats.read += 1
             grid = scan.grid.pooled(self.params["pool_factor"])
             codes = encode_dbz(pooled, self.params["dbz_floor"])
-            frames.append((scan.time, rel, fp, codes, grid.dx_m, grid.dy_m))
-        if prev is not None and {f[1] for f in frames} != set(prev["sources"]):
+            frames.append(_Frame(scan.time, rel, fp, codes, grid.dx_m, grid.dy_m))
+        if prev is not None and {f.rel for f in frames} != set(prev["sources"]):
             changed = True
-        if not frames:
-            log.warning("case has no readable scan", case=key)
-            _remove_case_files(self.cache_dir, key)
-            return None
-        if not changed:
-            entry = dict(prev)  # type: ignore[arg-type]
-            times = [datetime.fromtimestamp(t, tz=timezone.utc) for t in prev["times"]]
-            runs = split_runs(times, interval_s, max_gap_factor)
-            entry["runs"] = [list(r) for r in runs]
-            return entry
-        self.stats.cases_rebuilt += 1
-        if any(isinstance(f[3], int) for f in frames):
-            old_codes = np.load(self.cache_dir / prev["file"], mmap_mode="r")
+        return frames, changed
 
-        old_shape = tuple(old_codes.shape[1:]) if old_codes is not None else ()
+    def _one_grid_one_time(
+        self, root: Path, frames: list[_Frame], old_shape: tuple[int, ...]
+    ) -> tuple[tuple, list[_Frame]]:
+        """The case's grid (the most common ``(shape, spacing)``) and its frames
+        on it, one a time, in time order; the others rejected with the reason."""
 
-        def shape_of(item: tuple[Any, ...]) -> tuple[int, ...]:
-            return old_shape if isinstance(item[3], int) else item[3].shape
+        def grid_of(f: _Frame) -> tuple:
+            shape = old_shape if f.reused else f.codes.shape
+            return (tuple(shape), round(f.dx_m, 1), round(f.dy_m, 1))
 
-        # one grid per case: the most common (shape, spacing)
-        grids = Counter((shape_of(f), round(f[4], 1), round(f[5], 1)) for f in frames)
-        grid_key = grids.most_common(1)[0][0]
+        grid_key = Counter(grid_of(f) for f in frames).most_common(1)[0][0]
         kept = []
         for f in frames:
-            if (shape_of(f), round(f[4], 1), round(f[5], 1)) != grid_key:
+            if grid_of(f) != grid_key:
                 reason = (
-                    f"grid {shape_of(f)} at {f[4]:.0f} m differs from the case's "
-                    f"{grid_key[0]} at {grid_key[1]:.0f} m"
+                    f"grid {grid_of(f)[0]} at {f.dx_m:.0f} m differs from the "
+                    f"case's {grid_key[0]} at {grid_key[1]:.0f} m"
                 )
-                log.warning("scan skipped", file=str(root / f[1]), reason=reason)
-                self._reject(root / f[1], f[2], reason)
+                log.warning("scan skipped", file=str(root / f.rel), reason=reason)
+                self._reject(root / f.rel, f.fp, reason)
                 continue
             kept.append(f)
-        kept.sort(key=lambda f: (f[0], f[1]))
-        unique = []
+        kept.sort(key=lambda f: (f.time, f.rel))
+        unique: list[_Frame] = []
         for f in kept:
-            if unique and unique[-1][0] == f[0]:
-                reason = f"same time as {unique[-1][1]}"
-                log.warning("scan skipped", file=str(root / f[1]), reason=reason)
-                self._reject(root / f[1], f[2], reason)
+            if unique and unique[-1].time == f.time:
+                reason = f"same time as {unique[-1].rel}"
+                log.warning("scan skipped", file=str(root / f.rel), reason=reason)
+                self._reject(root / f.rel, f.fp, reason)
                 continue
             unique.append(f)
+        return grid_key, unique
+
+    def _write_frames(
+        self, key: str, unique: list[_Frame], grid_key: tuple, old_codes
+    ) -> tuple[str, tuple[int, ...]]:
+        """The case's ``.npy`` (a name new for new content); returns its name
+        under the cache and its shape. The case's older files are removed."""
         shape = (len(unique), *grid_key[0])
         digest = hashlib.sha1(
-            json.dumps([[f[1], *f[2]] for f in unique]).encode()
+            json.dumps([[f.rel, *f.fp] for f in unique]).encode()
         ).hexdigest()[:12]
-        file = f"frames/{_safe(key)}@{digest}.npy"
+        file = f"frames/{case_file_stem(key)}@{digest}.npy"
         target = self.cache_dir / file
         with atomic_path(target, suffix=".npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             for k, f in enumerate(unique):
-                out[k] = old_codes[f[3]] if isinstance(f[3], int) else f[3]
+                out[k] = old_codes[f.codes] if f.reused else f.codes
             out.flush()
             del out
-        old_codes = None
-        _remove_case_files(self.cache_dir, key, keep=file)
-        times = [f[0] for f in unique]
-        return ArchiveCase(
-            key=key,
-            data_dir=root,
-            file=file,
-            shape=shape,  # type: ignore[arg-type]
-            dx_m=float(grid_key[1]),
-            dy_m=float(grid_key[2]),
-            times=tuple(times),
-            sources=tuple(f[1] for f in unique),
-            fingerprints=tuple(f[2] for f in unique),
-            runs=tuple(split_runs(times, interval_s, max_gap_factor)),
-        ).to_json()
+        remove_case_files(self.cache_dir, key, keep=file)
+        return file, shape
+
+
+class _Frame(NamedTuple):
+    """One frame of a case: read now (``codes``) or reused (``codes`` is its
+    index in the case's old file)."""
+
+    time: datetime
+    rel: str
+    fp: tuple[int, int]
+    codes: Any
+    dx_m: float
+    dy_m: float
+
+    @property
+    def reused(self) -> bool:
+        return isinstance(self.codes, int)
+
+
+def build_cache(
+    data_dirs: Iterable[str | Path],
+    cache_dir: str | Path,
+    *,
+    pool_factor: int = 2,
+    dbz_floor: float = 0.0,
+    variable: str | None = None,
+    interval_s: float = 300.0,
+    max_gap_factor: float = 1.5,
+    pattern: str = "*.nc",
+) -> ArchiveCache:
+    """Read new and changed scans of ``data_dirs`` into ``cache_dir``.
+
+    Parameters
+    ----------
+    data_dirs
+        Archive folders (``--data``, ``curriculum.data_dirs``).
+    cache_dir
+        Where the cache lives (created when missing).
+    pool_factor
+        ``grid.pool_factor``.
+    dbz_floor
+        ``radar.dbz_floor``: no echo, and the encoding's zero.
+    variable
+        ``radar.reflectivity_name`` (``None``/empty: look for one).
+    interval_s, max_gap_factor
+        ``grid.interval_s`` and ``daemon.max_gap_factor``: where runs split.
+    pattern
+        File name pattern (``daemon.pattern``).
+
+    Returns
+    -------
+    ArchiveCache
+        With :attr:`stats` (a :class:`BuildStats`) telling what was read.
+    """
+    t0 = time.perf_counter()
+    manifest, stats = build_manifest(
+        data_dirs,
+        Path(cache_dir),
+        pool_factor=pool_factor,
+        dbz_floor=dbz_floor,
+        variable=variable,
+        interval_s=interval_s,
+        max_gap_factor=max_gap_factor,
+        pattern=pattern,
+    )
+    stats.seconds = time.perf_counter() - t0
+    cache = ArchiveCache(cache_dir, manifest)
+    cache.stats = stats
+    log.info(
+        "archive cache built",
+        cache=str(cache_dir),
+        cases=stats.cases,
+        files=stats.files,
+        read=stats.read,
+        reused=stats.reused,
+        rejected=stats.rejected,
+        seconds=round(stats.seconds, 1),
+    )
+    return cache

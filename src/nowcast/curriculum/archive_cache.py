@@ -1,15 +1,16 @@
 """The archive cache: scan archives read once into pooled, compact, mapped frames.
 
-Training epochs never re-read NetCDF: :meth:`ArchiveCache.build` reads every scan
-of the given archives once, pools it to the model grid and stores it, one
+Training epochs never re-read NetCDF:
+:func:`~nowcast.curriculum.archive_cache_build.build_cache` reads every scan of the
+given archives once, pools it to the model grid and stores it, one
 memory-mapped ``.npy`` a case, under a cache folder with a JSON manifest.
 
 Contract
 --------
 - **Files**: every ``*.nc`` (``pattern``) under each data dir, recursively
   (following symlinked folders; hidden names are skipped). Each is
-  read with :func:`nowcast.radar.read_scan` (``variable``, ``dbz_floor``) and
-  pooled with :func:`nowcast.radar.pool` (``pool_factor``). A file that fails (a
+  read and pooled with :func:`nowcast.radar.pooled.read_pooled` (``variable``,
+  ``dbz_floor``, ``pool_factor``). A file that fails (a
   :class:`~nowcast.errors.ScanError`, a grid the pool factor does not divide, a
   grid other than its case's) is logged and skipped, never fatal; it is
   remembered in the manifest (``rejected``) and not retried while unchanged.
@@ -23,7 +24,7 @@ Contract
   unique with a suffix (``"archive~2/..."``).
 - **Runs**: within a case, a new run starts at every step outside
   ``[interval_s / max_gap_factor, interval_s * max_gap_factor]`` (the rule of
-  :func:`nowcast.pipeline.find_sequences`); the manifest lists them as
+  :func:`nowcast.radar.sequences.find_sequences`); the manifest lists them as
   ``[start, stop)`` frame ranges. Windows never cross a run or a case.
 - **Encoding** (``uint8``, 0.5 dBZ steps, ``dbz_floor`` .. ``dbz_floor + 127``)::
 
@@ -51,8 +52,9 @@ Contract
 - **Reading**: :meth:`ArchiveCache.open` reads the manifest; frames are memory-
   mapped on first use in each process (a pickled cache, e.g. sent to DataLoader
   workers, carries no mapped arrays).
-- **Modules**: this one reads the cache; :mod:`nowcast.curriculum.cache_build`
-  builds it (discovery, reading, reuse).
+- **Modules**: this one reads the cache and defines its format;
+  :mod:`nowcast.curriculum.archive_cache_build` builds it (discovery, reading,
+  reuse) and imports this one, never the other way round.
 - **Scale**: ``ArchiveCase.dx_m`` is the pooled grid spacing (2 km for the 1 km
   composites, 240 m for the 120 m Cagliari radar at ``pool_factor=2``).
 """
@@ -63,8 +65,6 @@ import contextlib
 import glob
 import json
 import shutil
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,7 +105,7 @@ def decode_dbz(codes: np.ndarray, dbz_floor: float = 0.0) -> np.ndarray:
     return out
 
 
-def _safe(key: str) -> str:
+def case_file_stem(key: str) -> str:
     return key.replace("/", "__")
 
 
@@ -177,7 +177,7 @@ class ArchiveCase:
 
 @dataclass
 class BuildStats:
-    """What one :meth:`ArchiveCache.build` did."""
+    """What one :func:`~nowcast.curriculum.archive_cache_build.build_cache` did."""
 
     files: int = 0
     read: int = 0
@@ -232,78 +232,13 @@ class ArchiveCache:
             When the folder holds no readable manifest of this cache version.
         """
         cache_dir = Path(cache_dir)
-        manifest = _load_manifest(cache_dir)
+        manifest = load_manifest(cache_dir)
         if manifest is None:
             raise NowcastError(
                 f"{cache_dir}: no archive cache here (build it with "
-                "ArchiveCache.build or `nowcast train --data DIR`)"
+                "archive_cache_build.build_cache or `nowcast train --data DIR`)"
             )
         return cls(cache_dir, manifest)
-
-    @classmethod
-    def build(
-        cls,
-        data_dirs: Iterable[str | Path],
-        cache_dir: str | Path,
-        *,
-        pool_factor: int = 2,
-        dbz_floor: float = 0.0,
-        variable: str | None = None,
-        interval_s: float = 300.0,
-        max_gap_factor: float = 1.5,
-        pattern: str = "*.nc",
-    ) -> ArchiveCache:
-        """Read new and changed scans of ``data_dirs`` into ``cache_dir``.
-
-        Parameters
-        ----------
-        data_dirs
-            Archive folders (``--data``, ``curriculum.data_dirs``).
-        cache_dir
-            Where the cache lives (created when missing).
-        pool_factor
-            ``grid.pool_factor``.
-        dbz_floor
-            ``radar.dbz_floor``: no echo, and the encoding's zero.
-        variable
-            ``radar.reflectivity_name`` (``None``/empty: look for one).
-        interval_s, max_gap_factor
-            ``grid.interval_s`` and ``daemon.max_gap_factor``: where runs split.
-        pattern
-            File name pattern (``daemon.pattern``).
-
-        Returns
-        -------
-        ArchiveCache
-            With :attr:`stats` (a :class:`BuildStats`) telling what was read.
-        """
-        from nowcast.curriculum.cache_build import build_manifest
-
-        t0 = time.perf_counter()
-        manifest, stats = build_manifest(
-            data_dirs,
-            Path(cache_dir),
-            pool_factor=pool_factor,
-            dbz_floor=dbz_floor,
-            variable=variable,
-            interval_s=interval_s,
-            max_gap_factor=max_gap_factor,
-            pattern=pattern,
-        )
-        stats.seconds = time.perf_counter() - t0
-        cache = cls(cache_dir, manifest)
-        cache.stats = stats
-        log.info(
-            "archive cache built",
-            cache=str(cache_dir),
-            cases=stats.cases,
-            files=stats.files,
-            read=stats.read,
-            reused=stats.reused,
-            rejected=stats.rejected,
-            seconds=round(stats.seconds, 1),
-        )
-        return cache
 
     # -- frames -----------------------------------------------------------------
     def codes(self, key: str) -> np.ndarray:
@@ -322,13 +257,13 @@ class ArchiveCache:
     def flow(self, key: str, last: int, n_frames: int = 3) -> np.ndarray:
         """The optical-flow prior ending at frame ``last`` of a case.
 
-        pysteps' Lucas-Kanade (:func:`nowcast.curriculum.motion.flow_prior`) on the
+        pysteps' Lucas-Kanade (:func:`nowcast.forecasters.flow.flow_prior`) on the
         column maximum of frames ``last - n_frames + 1 .. last``, float32
         ``(2, y, x)`` in px/step (x then y). Computed on first use and kept as
         float16 under ``flow/k<n_frames>/`` (safe with several DataLoader workers:
         each file is written whole, then moved into place).
         """
-        from nowcast.curriculum.motion import flow_prior
+        from nowcast.forecasters.flow import flow_prior
 
         if not n_frames - 1 <= last < self._case(key).n_frames:
             raise IndexError(f"{key}: no frame {last} with {n_frames - 1} before it")
@@ -362,7 +297,7 @@ class ArchiveCache:
             ) from None
 
 
-def _load_manifest(cache_dir: Path) -> dict[str, Any] | None:
+def load_manifest(cache_dir: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads((cache_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -372,16 +307,16 @@ def _load_manifest(cache_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def _remove_case_files(cache_dir: Path, key: str, keep: str | None = None) -> None:
+def remove_case_files(cache_dir: Path, key: str, keep: str | None = None) -> None:
     """Delete a case's frame and flow files, except those of the file ``keep``."""
-    safe = _safe(key)
+    stem_of_case = case_file_stem(key)
     keep_stem = Path(keep).stem if keep else None
     for path in [
-        *(cache_dir / "frames").glob(f"{glob.escape(safe)}@*.npy"),
-        *(cache_dir / "flow").glob(f"k*/{glob.escape(safe)}@*"),
+        *(cache_dir / "frames").glob(f"{glob.escape(stem_of_case)}@*.npy"),
+        *(cache_dir / "flow").glob(f"k*/{glob.escape(stem_of_case)}@*"),
     ]:
         stem = path.stem if path.suffix == ".npy" else path.name
-        if stem.rsplit("@", 1)[0] != safe or stem == keep_stem:
+        if stem.rsplit("@", 1)[0] != stem_of_case or stem == keep_stem:
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

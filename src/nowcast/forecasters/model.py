@@ -1,9 +1,9 @@
 """The trained ConvLSTM3D behind the forecaster interface (registry name ``model``).
 
-Contract (on top of :mod:`nowcast.baselines.interface`)
+Contract (on top of :mod:`nowcast.forecasters.interface`)
 -------------------------------------------------------
 - ``ModelForecaster(checkpoint, device="auto")`` loads a checkpoint written by
-  ``nowcast train`` (:func:`nowcast.curriculum.checkpoint.load_model`): the
+  ``nowcast train`` (:func:`nowcast.model.checkpoint.load_model`): the
   network is rebuilt from the checkpoint's own constructor keywords, so any
   architecture loads; a missing, corrupt or incompatible file raises
   :class:`~nowcast.errors.ModelError` naming it. ``device="auto"`` is CUDA when
@@ -15,14 +15,14 @@ Contract (on top of :mod:`nowcast.baselines.interface`)
   checkpoint's ``dbz_min``/``dbz_max`` (NaN, no coverage, -> no echo). When the
   network takes the optical-flow prior, it is pysteps' Lucas-Kanade on the
   column maximum of the newest 3 frames (exactly what training used,
-  :func:`nowcast.curriculum.motion.flow_prior`); without pysteps that raises a
+  :func:`nowcast.forecasters.flow.flow_prior`); without pysteps that raises a
   ``ForecasterError`` naming the extra.
 - **Storm-tracked prior** (advection head with the flow input): by default the
   network moves the last frame along
-  :func:`~nowcast.model.cell_prior.cell_prior`, its flow prior with TITAN's
+  :func:`~nowcast.forecasters.storm_prior.cell_prior`, its flow prior with TITAN's
   storm motion over tracked storms; the tracker is built from ``baselines.titan``
   (:meth:`from_settings`) or its defaults. ``cell_prior``: ``True`` (defaults of
-  :class:`~nowcast.model.cell_prior.CellPriorParams`), ``False`` (the flow
+  :class:`~nowcast.forecasters.storm_prior.CellPriorParams`), ``False`` (the flow
   prior alone, as in training), a ``CellPriorParams`` or a dict of its fields;
   :meth:`from_settings` takes ``[model.cell_prior]``. A ``plain`` head or a
   network without the flow input has no prior: the setting is ignored there
@@ -48,17 +48,23 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nowcast.baselines.interface import (
+from nowcast.forecasters.interface import (
     Forecaster,
     ForecastResult,
+    SequenceContext,
     check_input,
     step_seconds,
+    usable_context,
 )
 from nowcast.errors import ForecasterError
+from nowcast.times import iso_z
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 __all__ = ["ModelForecaster"]
 
@@ -81,8 +87,8 @@ class ModelForecaster(Forecaster):
     ) -> None:
         import torch
 
-        from nowcast.curriculum.checkpoint import load_model
-        from nowcast.curriculum.distributed import resolve_device
+        from nowcast.model.checkpoint import load_model
+        from nowcast.model.device import resolve_device
         from nowcast.errors import NowcastError
 
         try:
@@ -103,7 +109,7 @@ class ModelForecaster(Forecaster):
         self._torch = torch
         self.cell_prior = self._prior_params(cell_prior)
         if self.cell_prior is not None and tracker is None:
-            from nowcast.baselines.titan import TitanForecaster
+            from nowcast.forecasters.titan import TitanForecaster
 
             tracker = TitanForecaster()
         self.tracker = tracker
@@ -112,7 +118,7 @@ class ModelForecaster(Forecaster):
             "checkpoint": str(self.checkpoint),
             "phase": self.meta.get("phase"),
             "epoch": self.meta.get("epoch"),
-            "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "mtime": iso_z(mtime),
             "device": self.device,
             "levels": self.levels,
             "flow_input": bool(self.net.flow_input),
@@ -124,7 +130,7 @@ class ModelForecaster(Forecaster):
 
     @classmethod
     def from_settings(
-        cls, settings: Any = None, checkpoint: Any = None, **kwargs: Any
+        cls, settings: Settings | None = None, checkpoint: Any = None, **kwargs: Any
     ) -> "ModelForecaster":
         if settings is not None:
             if checkpoint is None:
@@ -137,7 +143,7 @@ class ModelForecaster(Forecaster):
                     cfg.model_dump(exclude={"enabled"}) if cfg.enabled else False
                 )
             if kwargs["cell_prior"] is not False and "tracker" not in kwargs:
-                from nowcast.baselines.titan import TitanForecaster
+                from nowcast.forecasters.titan import TitanForecaster
 
                 kwargs["tracker"] = TitanForecaster.from_settings(settings)
         if checkpoint is None:
@@ -149,7 +155,7 @@ class ModelForecaster(Forecaster):
 
     # -- pieces ------------------------------------------------------------------
     def _prior_params(self, choice: Any):
-        from nowcast.model.cell_prior import CellPriorParams
+        from nowcast.forecasters.storm_prior import CellPriorParams
 
         net = self.net
         if choice is False or choice is None:
@@ -191,7 +197,7 @@ class ModelForecaster(Forecaster):
             )
 
     def _flow(self, past: np.ndarray) -> np.ndarray:
-        from nowcast.curriculum.motion import FLOW_FRAMES, flow_prior
+        from nowcast.forecasters.flow import FLOW_FRAMES, flow_prior
 
         try:
             return flow_prior(past[-FLOW_FRAMES:], self.dbz_floor)
@@ -201,9 +207,9 @@ class ModelForecaster(Forecaster):
                 f"pysteps: {exc}"
             ) from None
 
-    def _storm_prior(self, past, times, dx_m: float, step: float, flow):
+    def _storm_prior(self, past, times, dx_m: float, step: float, flow, context):
         """The network's :class:`~nowcast.model.network.MotionPrior` of ``past``."""
-        from nowcast.model.cell_prior import cell_prior
+        from nowcast.forecasters.storm_prior import cell_prior
         from nowcast.model.network import MotionPrior
         from nowcast.model.normalise import to_unit
 
@@ -219,6 +225,7 @@ class ModelForecaster(Forecaster):
             n_leads=self.out_frames,
             params=self.cell_prior,
             tracker=self.tracker,
+            context=context,
         )
         dev = self.device
         ceiling = None
@@ -243,11 +250,13 @@ class ModelForecaster(Forecaster):
         *,
         dx_m: float,
         interval_s: float | None = None,
+        context: SequenceContext | None = None,
     ) -> ForecastResult:
         torch = self._torch
         from nowcast.model.normalise import from_unit, to_unit
 
         check_input(frames, times, n_leads)
+        context = usable_context(context, frames, times)
         self._check(frames, n_leads)
         step = step_seconds(times, interval_s)
         past = np.asarray(frames[-self.in_frames :], dtype=np.float32)
@@ -256,7 +265,9 @@ class ModelForecaster(Forecaster):
         t1 = time.perf_counter()
         prior, storms = None, None
         if self.cell_prior is not None:
-            prior, storms = self._storm_prior(past, times, dx_m, step, flow)
+            prior, storms = self._storm_prior(
+                past, times, dx_m, step, flow, context
+            )
         tp = time.perf_counter()
         x = torch.from_numpy(to_unit(past, self.dbz_min, self.dbz_max))[None]
         x = x.to(self.device)

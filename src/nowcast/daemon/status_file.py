@@ -7,8 +7,10 @@ Contract
 are UTC ``YYYY-MM-DDTHH:MM:SSZ``; durations and ages are seconds; absent values
 are ``null``. The keys (``version`` 1):
 
-- ``version``, ``pid``, ``host``, ``state`` (``starting``, ``running``, ``stopping``,
-  ``stopped``), ``updated`` (the step's clock), ``started``, ``config`` (the
+- ``version``, ``pid``, ``host``, ``state`` (``starting``: from the start of
+  :meth:`~nowcast.daemon.service.Daemon.initialize` until it is done, so a file
+  left ``running`` by a killed daemon is replaced at once; ``running``;
+  ``stopping``: a signal asked it to stop; ``stopped``: it shut down), ``updated`` (the step's clock), ``started``, ``config`` (the
   file, or null for defaults), ``input_dir``, ``output_dir``;
 - ``last_scan``: ``time`` (scan time), ``path``, ``age_s`` (now - scan time),
   ``taken`` (when the daemon read it); ``scans_taken``, ``scans_rejected``,
@@ -45,25 +47,19 @@ import json
 import math
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nowcast.fsutil import write_text_atomic
+from nowcast.times import iso_z
 
 STATUS_VERSION = 1
 
 
-def iso(t: datetime | None) -> str | None:
-    """``YYYY-MM-DDTHH:MM:SSZ`` (UTC) or None."""
-    if t is None:
-        return None
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _clean(value: Any) -> Any:
     if isinstance(value, datetime):
-        return iso(value)
+        return iso_z(value)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, float):

@@ -1,6 +1,6 @@
-"""Forecasters behind one interface (see :mod:`nowcast.baselines.interface`)."""
+"""Forecasters behind one interface (see :mod:`nowcast.forecasters.interface`)."""
 
-from nowcast.baselines.interface import (
+from nowcast.forecasters.interface import (
     ForecastResult,
     Forecaster,
     available,

@@ -1,4 +1,4 @@
-"""Training checkpoints: written atomically, read with ``weights_only=True``.
+"""Model checkpoint files: written atomically, read with ``weights_only=True``.
 
 Contract
 --------
@@ -35,79 +35,36 @@ key                 content
 - :func:`load_checkpoint` and :func:`load_model` raise
   :class:`~nowcast.errors.ModelError` naming the file for a missing, unreadable,
   corrupt or incompatible checkpoint.
-- :func:`rng_state` / :func:`set_rng_state` capture and restore every random
-  generator training touches.
+- A checkpoint that would run pickled code is refused as unsafe
+  (:class:`~nowcast.errors.ModelError`); it is never loaded another way.
+- The training state (optimiser, scheduler, RNG) is the trainer's business
+  (:mod:`nowcast.curriculum.trainer`, :mod:`nowcast.curriculum.rng`); this
+  module only writes and reads the file and rebuilds the network.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import random
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nowcast.errors import ModelError
 from nowcast.fsutil import atomic_path
+from nowcast.times import iso_z, utc_now
 
 __all__ = [
     "FORMAT",
     "load_checkpoint",
     "load_model",
-    "rng_state",
     "save_checkpoint",
-    "set_rng_state",
 ]
 
 FORMAT = 1
 _REQUIRED = ("format", "model", "init_kwargs")
-
-
-def rng_state() -> dict[str, Any]:
-    """Every random generator's state, as tensors, numbers and lists."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    cuda = []
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]
-    return {
-        "torch": torch.get_rng_state().clone(),
-        "cuda": cuda,
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-        },
-        "python": [int(version), [int(v) for v in internal], gauss_next],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured (CUDA only where there is one)."""
-    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available():
-        n = min(len(cuda), torch.cuda.device_count())
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda[:n]])
-    npst = state["numpy"]
-    np.random.set_state(
-        (
-            npst["kind"],
-            npst["keys"].numpy().astype(np.uint32),
-            int(npst["pos"]),
-            int(npst["has_gauss"]),
-            float(npst["gauss"]),
-        )
-    )
-    version, internal, gauss_next = state["python"]
-    random.setstate((int(version), tuple(int(v) for v in internal), gauss_next))
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -119,7 +76,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     state = {
         **state,
         "format": FORMAT,
-        "saved": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "saved": iso_z(utc_now()),
     }
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -148,15 +105,23 @@ def load_checkpoint(
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        ValueError,
-    ) as exc:
+    except pickle.UnpicklingError as exc:
+        if not (zipfile.is_zipfile(path) or "Unsupported global" in str(exc)):
+            raise ModelError(  # not an archive torch.save wrote at all
+                f"{path}: not a readable nowcast checkpoint (corrupt, truncated or "
+                "not written by `nowcast train`): not a tensor archive"
+            ) from None
+        # weights_only refused an object that would run code when unpickled;
+        # PyTorch's own message suggests loading it unsafely: we never do
+        raise ModelError(
+            f"{path}: refused as unsafe: it holds pickled Python objects that "
+            "would run code when loaded (a nowcast checkpoint holds only tensors, "
+            "numbers, strings, lists and dicts); re-export it with `nowcast train`"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in first:
+            first = "the file is not a plain tensor archive"
         raise ModelError(
             f"{path}: not a readable nowcast checkpoint (corrupt, truncated or "
             f"not written by `nowcast train`): {type(exc).__name__} {first}"[:400]

@@ -3,17 +3,17 @@
 Contract
 --------
 :class:`TitanForecaster` (registry name ``"titan"``) answers the forecaster
-interface (:mod:`nowcast.baselines.interface`) as TITAN (Dixon & Wiener 1993)
+interface (:mod:`nowcast.forecasters.interface`) as TITAN (Dixon & Wiener 1993)
 forecasts storms:
 
 1. **Identify** the storms of every input frame: connected regions ``>=
    threshold_dbz`` of the column maximum above ``min_size_km2`` (or, with
    ``use_3d``, connected voxels above ``min_size_km3``); each footprint is fitted
    with an equal-area principal-component ellipse
-   (:mod:`nowcast.baselines.titan_storms`). Volumes need the level spacing, which
+   (:mod:`nowcast.forecasters.titan_storms`). Volumes need the level spacing, which
    the interface does not give: ``dz_m`` (default 1000 m).
 2. **Track** them through all frames, by forecast overlap and then by minimum cost
-   (:mod:`nowcast.baselines.titan_tracking`), building each storm's history.
+   (:mod:`nowcast.forecasters.titan_tracking`), building each storm's history.
 3. **Trend**: centroid velocity and projected-area rate by weighted least squares
    over the newest scans (weights ``1.0 ... 0.4``, newest first), scaled by
    ``min(history / history_full_s, 1)``. A storm seen once does not move or grow.
@@ -53,25 +53,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
 
-from nowcast.baselines.interface import (
+from nowcast.forecasters.interface import (
     ForecastResult,
     Forecaster,
+    SequenceContext,
     check_input,
     step_seconds,
+    usable_context,
 )
-from nowcast.baselines.titan_storms import Storm, identify_storms
-from nowcast.baselines.titan_tracking import (
+from nowcast.forecasters.titan_storms import Storm, identify_storms
+from nowcast.forecasters.titan_tracking import (
     TITAN_WEIGHTS,
     Track,
     TrackParams,
     track_storms,
 )
 from nowcast.errors import ForecasterError
+
+if TYPE_CHECKING:
+    from nowcast.config import Settings
 
 
 class TitanForecaster(Forecaster):
@@ -140,7 +145,7 @@ class TitanForecaster(Forecaster):
         )
 
     @classmethod
-    def from_settings(cls, settings: Any = None, **kwargs: Any) -> TitanForecaster:
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> TitanForecaster:
         """Build from ``settings.baselines.titan`` (``None``: defaults), overridden."""
         params: dict[str, Any] = {}
         if settings is not None:
@@ -149,9 +154,34 @@ class TitanForecaster(Forecaster):
         return cls(**params)
 
     def track(
+        self,
+        frames: np.ndarray,
+        times_s: Sequence[float],
+        dx_m: float,
+        context: SequenceContext | None = None,
+    ) -> list[Track]:
+        """Identify storms in every frame and track them; tracks of the last frame.
+
+        ``frames`` are the newest ``len(frames)`` frames of the sequence
+        ``context`` was made for (the caller checked it with
+        :func:`~nowcast.forecasters.interface.usable_context`): the tracks are then
+        computed once per sequence, whoever asks (this baseline, the model's storm
+        prior), and shared.
+        """
+        if context is None:
+            return self._track(frames, times_s, dx_m)
+        key = ("titan_tracks", self._signature(), float(dx_m), len(frames))
+        return context.memo(key, lambda: self._track(frames, times_s, dx_m))
+
+    def _signature(self) -> tuple:
+        return (
+            self.threshold_dbz, self.min_size_km2, self.min_size_km3, self.use_3d,
+            self.dz_m, repr(self.params),
+        )
+
+    def _track(
         self, frames: np.ndarray, times_s: Sequence[float], dx_m: float
     ) -> list[Track]:
-        """Identify storms in every frame and track them; tracks of the last frame."""
         dx_km, dz_km = dx_m / 1000.0, self.dz_m / 1000.0
         min_size = self.min_size_km3 if self.use_3d else self.min_size_km2
         scans = [
@@ -175,8 +205,10 @@ class TitanForecaster(Forecaster):
         *,
         dx_m: float,
         interval_s: float | None = None,
+        context: SequenceContext | None = None,
     ) -> ForecastResult:
         check_input(frames, times, n_leads)
+        context = usable_context(context, frames, times)
         if dx_m <= 0:
             raise ForecasterError(f"titan: dx_m must be > 0, got {dx_m}")
         step = step_seconds(times, interval_s)
@@ -193,7 +225,7 @@ class TitanForecaster(Forecaster):
         floor = float(frames[finite].min())
         filled = np.where(np.isfinite(last), last, floor).astype(np.float32)
 
-        tracks = self.track(frames, times_s, dx_m)
+        tracks = self.track(frames, times_s, dx_m, context)
         background = filled.copy()
         for tr in tracks:
             ys, xs = tr.storm.box
