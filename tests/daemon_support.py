@@ -24,6 +24,7 @@ def workspace(tmp_path: Path, extra: str = "", **daemon) -> object:
     """Settings for a workspace under ``tmp_path`` (3 x 32 x 32 scans expected)."""
     opts = {
         "quiet_s": 0.0, "reconcile_interval_s": 60.0, "retry_interval_s": 5.0,
+        "reject_after_s": 0.0,  # files here are complete when they appear
         **daemon,
     }
     lines = "\n".join(f"{k} = {_toml(v)}" for k, v in opts.items())

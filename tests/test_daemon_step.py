@@ -130,23 +130,23 @@ def test_duplicate_gap_restart_and_late_scans(tmp_path):
     d.queue.put(dup, Kind.READY)
     r = d.step(clock.advance(1))
     assert r.outcomes[str(dup)] is Outcome.DUPLICATE and not r.forecasts
-    # 12:35 after 12:20: a gap restarts the sequence
+    # 12:35 after 12:20: a gap; the scan is held until the next one decides
     p7 = write(s, scans[7])
     d.queue.put(p7, Kind.READY)
     r = d.step(clock.advance(1))
-    assert r.outcomes[str(p7)] is Outcome.RESTART
-    assert d.buffer.fill == 1
-    # the missing scans arrive late: slotted in, the run is complete
+    assert r.outcomes[str(p7)] is Outcome.HELD
+    assert d.buffer.fill == 5
+    # the missing scans arrive late: added, the held one joins, the run is complete
     late = [write(s, scans[k]) for k in (6, 5)]
     for p in late:
         d.queue.put(p, Kind.READY)
     r = d.step(clock.advance(1))
-    assert {r.outcomes[str(p)] for p in late} == {Outcome.LATE}
-    assert d.buffer.complete
+    assert {r.outcomes[str(p)] for p in late} == {Outcome.ADDED}
+    assert d.buffer.complete and d.buffer.candidate is None
     assert [f.issue_time for f in r.forecasts] == [scans[7].time]
     with MetricsReader(s.paths.store) as db:
         kinds = {e["kind"] for e in db.query("SELECT kind FROM events")}
-    assert {"duplicate_scan", "sequence_restart"} <= kinds
+    assert {"duplicate_scan", "scan_held"} <= kinds
 
 
 def test_restart_rebuilds_the_buffer_from_disk(tmp_path):

@@ -53,6 +53,8 @@ def test_handler_only_queues_scan_paths(tmp_path):
         (tmp_path / "b.nc", Kind.READY),
         (tmp_path / "c.nc", Kind.SEEN),
         (tmp_path / "20240601", Kind.FOLDER),
+        (tmp_path / ".hidden.nc", Kind.IGNORED),  # the step logs why, once
+        (tmp_path / "notes.txt", Kind.IGNORED),
     ]
     assert len(q) == 0 and not q.wait(0)
 

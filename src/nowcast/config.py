@@ -111,6 +111,37 @@ class DaemonConfig(_Section):
     retry_interval_s: float = Field(10.0, ge=0)
     observer_restarts: int = Field(3, ge=0)
     watchdog_interval_s: float = Field(30.0, gt=0)
+    #: a scan time further ahead of the wall clock is rejected (a clock error)
+    max_future_s: float = Field(600.0, ge=0)
+    #: a file that does not read is retried until it has been still this long
+    reject_after_s: float = Field(60.0, ge=0)
+
+    @field_validator("fallback")
+    @classmethod
+    def _known_fallback(cls, value: str) -> str:
+        from nowcast.forecasters.interface import REGISTRY
+
+        names = sorted(n for n in REGISTRY if n != "model")
+        if value not in names:
+            raise ValueError(
+                f"unknown forecaster {value!r}; the fallback is one of "
+                f"{', '.join(names)}"
+            )
+        return value
+
+    @field_validator("verify_baselines")
+    @classmethod
+    def _known_baselines(cls, value: list[str]) -> list[str]:
+        from nowcast.forecasters.interface import REGISTRY
+
+        names = sorted(n for n in REGISTRY if n != "model")
+        unknown = [v for v in value if v not in names]
+        if unknown:
+            raise ValueError(
+                f"unknown forecaster {unknown[0]!r}; baselines are among "
+                f"{', '.join(names)}"
+            )
+        return value
 
 
 class CellPriorConfig(_Section):

@@ -10,6 +10,9 @@ the baselines as scans arrive (scores and events in ``paths.store``), and replac
 - ``--once``: take every recent scan on disk now, forecast and verify once, exit:
   0 when no step failed, 1 otherwise.
 - Logs go to stdout (journald); JSON unless on a terminal.
+- One daemon per configuration: a second ``nowcast run`` with the same
+  ``paths.state_dir`` exits 1 at once, naming the running one's pid
+  (:mod:`nowcast.daemon.instance_lock`).
 - Signals: SIGTERM/SIGINT finish the step in hand and exit 0; SIGHUP reloads the
   configuration and the model. Exit status 78 for a configuration error (the unit
   does not restart), 1 when the file watcher cannot be kept alive.
@@ -33,8 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args, settings) -> int:
     from nowcast.daemon import Daemon, run_loop
+    from nowcast.daemon.instance_lock import hold_instance_lock
 
+    lock = hold_instance_lock(settings.paths.state_dir)  # held until exit
     daemon = Daemon(settings)
+    daemon.instance_lock = lock
     if not args.once:
         return run_loop(daemon)
     daemon.initialize()

@@ -19,8 +19,9 @@ Each epoch (global numbers, :func:`~.phases.phase_epochs`):
    logged as the ``motion`` term): the simulator's motion is its objects'
    velocity blended with the wind by echo weight, so at a storm's edge it is
    mostly the wind, while a backward warp needs the storm's motion there
-   (BENCHMARKS.md has what warping with it scores). AdamW (see :func:`~.phases.make_optimizer` for the
-   advection head's lower residual rate), gradient clipping
+   (BENCHMARKS.md has what warping with it scores). AdamW (see
+   :func:`~.phases.make_optimizer` for the advection head's lower residual
+   rate), gradient clipping
    when ``grad_clip > 0``; bf16 autocast on CUDA when ``curriculum.bf16`` (the
    cell state and the warp stay float32), float32 on the CPU.
 2. **Validate** (every rank its share, sums all-reduced): the loss terms; CSI

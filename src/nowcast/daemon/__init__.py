@@ -20,6 +20,7 @@ Small modules, one job each (their docstrings hold the contracts):
 - :mod:`.status_file`: ``status.json``; :mod:`.notify`: sd_notify;
   :mod:`.schedule`: the nightly retraining job (``nowcast retrain --now``, see
   :mod:`nowcast.retrain`).
+- :mod:`.instance_lock`: one daemon per configuration (a lock in ``state_dir``).
 - :mod:`.service`: :class:`Daemon` (``initialize``, ``step(now)``, ``shutdown``).
 - :mod:`.loop`: :func:`run_loop` (signals, the observer thread, the real-time
   wait).

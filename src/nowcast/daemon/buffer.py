@@ -10,17 +10,28 @@ by scan time. :meth:`~ScanBuffer.add` says what it did with a scan
 
 - ``ADDED``: newer than the newest, one interval on (within
   ``[interval_s / f, interval_s * f]``, ``f = daemon.max_gap_factor``);
-- ``RESTART``: newer, but after a gap over ``f x interval_s`` (or sooner than
-  ``interval_s / f``): the sequence starts again from this scan. Older entries
-  that can never join a run with it are dropped; the others stay, so a late scan
-  that fills the gap can still complete the run;
+- ``HELD``: it would break the sequence (newer, but after a gap over
+  ``f x interval_s`` or sooner than ``interval_s / f``; or on another grid than
+  the held scans): no single scan may do that, so it is held aside
+  (:attr:`~ScanBuffer.candidate`) until the next scan says which is right:
+- ``RESTART`` / ``GRID_CHANGE``: the next scan confirms the held one (on its
+  grid, and one interval after it): the held scan is applied (after a gap the
+  sequence starts again from it, older entries that can never join a run with it
+  are dropped and the others stay, so a late scan that fills the gap can still
+  complete the run; on a new grid the old scans are dropped), then the new scan
+  is added; the outcome names what happened;
+- a scan that fits the held sequence is added as usual; when late scans fill the
+  gap before the held one, it joins the run; when the sequence goes past the
+  held scan's time, or the held scan lies further ahead than the buffer's span
+  (no late scan can reach it), it was an outlier: it goes to
+  :attr:`~ScanBuffer.set_aside` with the reason (the daemon moves its file to
+  ``rejected/``); a next scan that fits neither replaces it as the held one (the
+  old one set aside);
 - ``LATE``: older than the newest and still inside the buffer's span: slotted in
   by time;
 - ``DUPLICATE``: a scan of the same time is held: ignored;
 - ``TOO_OLD``: older than everything a run ending at the newest scan could use:
-  ignored (the daemon still uses it to verify);
-- ``GRID_CHANGE``: on another grid than the held scans: they are dropped and the
-  sequence starts again from this one.
+  ignored (the daemon still uses it to verify).
 
 The *run* is the longest chain of consecutive scans (each step within the
 tolerance, as :func:`nowcast.radar.sequences.consecutive` counts them) ending at the
@@ -50,6 +61,7 @@ class Outcome(str, Enum):
     DUPLICATE = "duplicate"
     TOO_OLD = "too_old"
     GRID_CHANGE = "grid_change"
+    HELD = "held"
 
 
 @dataclass
@@ -82,6 +94,11 @@ class ScanBuffer:
         self.interval_s = float(interval_s)
         self.max_gap_factor = float(max_gap_factor)
         self._entries: list[Entry] = []
+        #: the scan that would break the sequence, and why, until the next decides
+        self.candidate: tuple[Entry, str] | None = None
+        #: outliers the next scan did not confirm, with the reason (drained by
+        #: the daemon)
+        self.set_aside: list[tuple[Entry, str]] = []
 
     # -- adding ---------------------------------------------------------------
 
@@ -93,8 +110,64 @@ class ScanBuffer:
         """The longest time a run of ``capacity`` scans can cover."""
         return (self.capacity - 1) * self.interval_s * self.max_gap_factor
 
+    def _breaks(self, entry: Entry) -> tuple[Outcome, str] | None:
+        """Whether ``entry`` would break the held sequence, and how."""
+        entries = self._entries
+        if not entries:
+            return None
+        ref = entries[-1].scan
+        if entry.scan.dbz.shape != ref.dbz.shape or not (
+            entry.scan.grid.same_horizontal(ref.grid)
+        ):
+            return Outcome.GRID_CHANGE, (
+                f"grid {entry.scan.dbz.shape} differs from the sequence's "
+                f"{ref.dbz.shape}"
+            )
+        step = (entry.time - entries[-1].time).total_seconds()
+        if step > 0 and not self._fits(step):
+            return Outcome.RESTART, (
+                f"{step:.0f} s after the newest scan (expected {self.interval_s:g} s)"
+            )
+        return None
+
     def add(self, entry: Entry) -> Outcome:
         """Add one scan; returns what happened (see the module contract)."""
+        breaks = self._breaks(entry)
+        if self.candidate is None:
+            if breaks is not None:
+                self.candidate = (entry, breaks[1])
+                return Outcome.HELD
+            return self._apply(entry)
+        held, why = self.candidate
+        if breaks is None:  # it fits the held sequence
+            outcome = self._apply(entry)
+            newest = self._entries[-1].time
+            if held.time > newest and self._breaks(held) is None:
+                self.candidate = None  # it filled the gap before the held one
+                self._apply(held)
+            elif (
+                entry.time >= held.time
+                or (held.time - newest).total_seconds() > self.span_s
+            ):  # the sequence went past it, or no late scan can reach it: odd one
+                self.candidate = None
+                self.set_aside.append(
+                    (held, f"{why}, and the next scan did not confirm it")
+                )
+            return outcome
+        if (
+            entry.scan.dbz.shape == held.scan.dbz.shape
+            and entry.scan.grid.same_horizontal(held.scan.grid)
+            and self._fits((entry.time - held.time).total_seconds())
+        ):  # the next scan confirms the held one: the sequence starts again
+            self.candidate = None
+            restart = self._apply(held)
+            self._apply(entry)
+            return restart
+        self.set_aside.append((held, f"{why}, and the next scan did not confirm it"))
+        self.candidate = (entry, breaks[1])
+        return Outcome.HELD
+
+    def _apply(self, entry: Entry) -> Outcome:
         entries = self._entries
         if entries:
             ref = entries[-1].scan
@@ -132,6 +205,7 @@ class ScanBuffer:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.candidate = None
 
     # -- reading --------------------------------------------------------------
 

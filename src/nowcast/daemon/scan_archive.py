@@ -6,8 +6,9 @@ Contract
   the scan time): a hard link (``daemon.archive = "link"``: no second copy, and the
   scan survives whatever cleans the input directory), falling back to a copy when
   the two folders are on different file systems; ``"copy"`` always copies;
-  ``"off"`` keeps nothing. Copies go through a hidden temporary file, so the
-  archive never holds a partial scan. An existing file of that name is kept.
+  ``"off"`` keeps nothing. A scan that is a symbolic link is always copied (its
+  content, never a link that points outside the archive). Copies go through a
+  hidden temporary file, so the archive never holds a partial scan. An existing file of that name is kept.
 - :meth:`Archive.prune` deletes archived files older than ``archive_keep_days``
   (by mtime; 0 = no age limit), then the oldest until the archive is under
   ``archive_max_gb`` (0 = no size limit), and empty date folders. It walks only
@@ -70,7 +71,9 @@ class Archive:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        if self.mode == "link":
+        if self.mode == "link" and not path.is_symlink():  # a link keeps content
+            # only when it is the file itself: a hard link to a symlink would
+            # point outside the archive
             try:
                 os.link(path, target)
                 return target

@@ -170,11 +170,13 @@ class Daemon:
                     f"{getattr(p, key)}: {exc.strerror or exc}", time=now,
                 )
         next_retrain(self.settings.retrain, now)  # a bad cron is a config error
+        self._guard("output", self._remove_stale_output, now)
         # the newest scans on disk first: the model's test forecast runs on them
         self.intake.next_reconcile = now
         report = StepReport(now)
         for path in self._guard("collect", self.intake.collect, now) or []:
-            self._guard("ingest", self._ingest, path, now, report)
+            self._guard("ingest", self._ingest, path, now, False, report)
+        self._log_ignored(now)
         self.models.start(now)
         self._build_baselines()
         self._next_prune = now
@@ -188,18 +190,33 @@ class Daemon:
         self._guard("status", self._write_status, now)
 
     def reload(self, settings: Settings, now: datetime | None = None) -> None:
-        """New settings (SIGHUP): rebuild the buffer from disk, load the model again.
+        """New settings (SIGHUP): load the model again, keep what was taken.
 
         The loaded model stays until the new load passes its test forecast; kept
-        forecasts stay pending when ``[verification]`` and ``[grid]`` are unchanged.
+        forecasts stay pending when ``[verification]`` and ``[grid]`` are unchanged;
+        the buffer and what the intake has taken stay when the scans' settings
+        (``[grid]``, ``[radar]``, the input folder, the gap rule) are unchanged, so
+        a reload never reads, nor forecasts, a scan again. Forecasts are issued in
+        time order only: an issue time not after the last one is never written
+        (``_latest_data_info`` only moves forward).
         """
         now = now or self.clock()
         old = self.settings
-        models, verifier = self.models, self.verifier
+        models, verifier, buffer, intake = (
+            self.models, self.verifier, self.buffer, self.intake
+        )
         self._configure(settings)
         self.models.current = models.current  # replaced only by a tested load
         if (settings.verification, settings.grid) == (old.verification, old.grid):
             self.verifier = verifier
+        same_scans = (
+            settings.grid == old.grid and settings.radar == old.radar
+            and settings.daemon.max_gap_factor == old.daemon.max_gap_factor
+            and settings.paths.input_dir == old.paths.input_dir
+        )
+        if same_scans:  # keep what was taken: nothing is read or issued again
+            self.buffer = buffer
+            self.intake.adopt(intake)
         if settings.paths.store != old.paths.store:
             self.recorder.close()
             self.recorder = Recorder(settings.paths.store, self.clock)
@@ -209,6 +226,19 @@ class Daemon:
             f"configuration reloaded; {self.models.describe()['method']} forecasts",
             time=now,
         )
+
+    def _remove_stale_output(self, now: datetime) -> None:
+        """What a killed daemon of ours left half-written in the output."""
+        from nowcast.radar.writer import remove_stale_temporaries
+
+        removed = remove_stale_temporaries(self.settings.paths.output_dir)
+        if removed:
+            self.recorder.event(
+                "warning", "output",
+                f"removed {len(removed)} unfinished temporary file(s) or set(s) of "
+                f"an interrupted write: {', '.join(p.name for p in removed[:5])}",
+                time=now,
+            )
 
     def stopping(self, now: datetime | None = None) -> None:
         """A stop was asked for (a signal): say so in ``status.json`` at once."""
@@ -230,8 +260,9 @@ class Daemon:
         t0 = time.perf_counter()
         report = StepReport(now)
         ready = self._guard("collect", self.intake.collect, now, settle) or []
+        self._log_ignored(now)
         for path in ready:
-            self._guard("ingest", self._ingest, path, now, report)
+            self._guard("ingest", self._ingest, path, now, settle, report)
         self._guard("forecast", self._maybe_forecast, now, report)
         report.reload = self._guard("model", self.models.poll, now)
         if report.reload is not None:
@@ -260,10 +291,29 @@ class Daemon:
 
     # -- ingest -----------------------------------------------------------------
 
-    def _ingest(self, path: Path, now: datetime, report: StepReport) -> None:
-        taken = self.intake.take(path, now)
+    def _log_ignored(self, now: datetime) -> None:
+        for path, level, reason in self.intake.ignored:
+            self.recorder.event(
+                level, "file_ignored", f"{path.name}: not taken: {reason}",
+                path=path, time=now, store=level != "debug",
+            )
+        self.intake.ignored.clear()
+
+    def _ingest(
+        self, path: Path, now: datetime, settle: bool, report: StepReport
+    ) -> None:
+        taken = self.intake.take(path, now, settle=settle)
         if taken is None:
             return  # gone (moved by its writer), or this version taken already
+        if taken.kind == "waiting":
+            if taken.first is not None:  # once a file, not every retry
+                self.recorder.event(
+                    "info", "scan_waiting",
+                    f"{path.name} does not read yet ({taken.reason}); retried "
+                    f"until it has been still for {self.intake.reject_after_s:g} s",
+                    path=path, time=now, store=False,
+                )
+            return
         if taken.kind == "rejected":
             self.counts["rejected"] += 1
             report.rejected.append((path, taken.reason))
@@ -288,21 +338,45 @@ class Daemon:
             return
         entry = Entry(scan, taken.frame, path, taken=now, closed=taken.closed)
         entry.extra["taken_wall"] = taken.taken_wall
+        held = self.buffer.candidate
         outcome = self.buffer.add(entry)
         report.outcomes[str(path)] = outcome
         report.taken.append(path)
         self.counts["taken"] += 1
         self._log_outcome(entry, outcome, now)
         self.last_scan = {"time": scan.time, "path": path, "taken": now}
+        if held is not None and held[0].time in self.buffer:  # confirmed, or the
+            self._keep(held[0], now, report)  # gap before it filled: keep it now
+        if outcome is not Outcome.HELD:
+            self._keep(entry, now, report)
+        self._set_aside(now, report)
+        if self.buffer.newest is not None:
+            self.intake.forget_before(self.buffer.newest.time)
+
+    def _keep(self, entry: Entry, now: datetime, report: StepReport) -> None:
+        """Archive a scan the buffer took, and verify the forecasts valid then."""
         try:
-            self.archive.keep(path, scan.time)
+            self.archive.keep(entry.path, entry.time)
         except OSError as exc:
             self.recorder.event(
-                "warning", "archive", f"cannot archive {path.name}: "
-                f"{exc.strerror or exc}", path=path, time=now,
+                "warning", "archive", f"cannot archive {entry.path.name}: "
+                f"{exc.strerror or exc}", path=entry.path, time=now,
             )
-        self._verify(scan.time, taken.frame, now, report)
-        self.intake.forget_before(self.buffer.newest.time)
+        self._verify(entry.time, entry.frame, now, report)
+
+    def _set_aside(self, now: datetime, report: StepReport) -> None:
+        """Outliers the next scan did not confirm: moved to ``rejected/``."""
+        for entry, why in self.buffer.set_aside:
+            reason = f"an outlier: {why}"
+            taken = self.intake.set_aside(entry.path, entry.time, reason, now)
+            self.counts["rejected"] += 1
+            report.rejected.append((entry.path, reason))
+            self.recorder.event(
+                "warning", "rejected_scan",
+                f"{entry.path.name} rejected: {reason}; {taken}",
+                path=entry.path, time=now,
+            )
+        self.buffer.set_aside.clear()
 
     def _log_outcome(self, entry: Entry, outcome: Outcome, now: datetime) -> None:
         name = entry.path.name if entry.path else str(entry.time)
@@ -316,10 +390,17 @@ class Daemon:
             why = "a gap" if outcome is Outcome.RESTART else "a new grid"
             self.recorder.event(
                 "warning", "sequence_restart",
-                f"{name}: {why} restarts the sequence (buffer {fill})",
-                path=entry.path, time=now,
+                f"{name}: confirms {why}, which restarts the sequence (buffer "
+                f"{fill})", path=entry.path, time=now,
             )
             self.intake.next_reconcile = now  # rebuild from the newest on disk
+        elif outcome is Outcome.HELD:
+            why = self.buffer.candidate[1] if self.buffer.candidate else "?"
+            self.recorder.event(
+                "warning", "scan_held",
+                f"{name}: held aside, it would break the sequence ({why}); the "
+                f"next scan decides (buffer {fill})", path=entry.path, time=now,
+            )
         else:
             self.recorder.event(
                 "warning", "scan_ignored", f"{name}: {outcome.value}; ignored",
@@ -344,9 +425,11 @@ class Daemon:
 
     def _maybe_forecast(self, now: datetime, report: StepReport) -> None:
         seq = self.buffer.sequence()
-        if seq is None or seq[-1].time == self._last_issue:
+        if seq is None:
             return
         issue = seq[-1].time
+        if self._last_issue is not None and issue <= self._last_issue:
+            return  # issued already, or older than what TITAN has
         if self._retry is not None and self._retry[0] == issue and now < self._retry[1]:
             return
         g = self.settings.grid

@@ -10,7 +10,8 @@ are ``null``. The keys (``version`` 1):
 - ``version``, ``pid``, ``host``, ``state`` (``starting``: from the start of
   :meth:`~nowcast.daemon.service.Daemon.initialize` until it is done, so a file
   left ``running`` by a killed daemon is replaced at once; ``running``;
-  ``stopping``: a signal asked it to stop; ``stopped``: it shut down), ``updated`` (the step's clock), ``started``, ``config`` (the
+  ``stopping``: a signal asked it to stop; ``stopped``: it shut down),
+  ``updated`` (the step's clock), ``started``, ``config`` (the
   file, or null for defaults), ``input_dir``, ``output_dir``;
 - ``last_scan``: ``time`` (scan time), ``path``, ``age_s`` (now - scan time),
   ``taken`` (when the daemon read it); ``scans_taken``, ``scans_rejected``,

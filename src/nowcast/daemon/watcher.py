@@ -8,7 +8,8 @@ Contract
   close-after-write event or when moved into place, and as ``SEEN`` when created
   or modified (a writer still at work, or the polling observer, which never sees a
   close); a new (or moved-in) folder is queued as ``FOLDER``, so the step lists it
-  (files written before the observer watched it raise no events). Handlers run in
+  (files written before the observer watched it raise no events); any other file
+  is queued as ``IGNORED``, so the step can say why it is not taken. Handlers run in
   the observer's thread and touch nothing but the queue.
 - :class:`PathQueue` is thread-safe and keeps each ``(path, kind)`` once while
   queued; :meth:`~PathQueue.wait` lets the loop sleep until a ``READY`` path
@@ -30,7 +31,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -48,6 +49,7 @@ class Kind(str, Enum):
     READY = "ready"  # closed after writing, or moved into place
     SEEN = "seen"  # created or modified: ready after the quiet time
     FOLDER = "folder"  # a new folder: list what it already holds
+    IGNORED = "ignored"  # a file that is not a scan: the step logs why
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,10 @@ class ScanEventHandler(FileSystemEventHandler):
 
     def _wanted(self, path: str | bytes) -> Path | None:
         p = Path(os.fsdecode(path))
-        if not is_scan_name(p.name, self.pattern):
-            return None
         if any(p.is_relative_to(folder) for folder in self.ignore):
+            return None
+        if not is_scan_name(p.name, self.pattern):
+            self.queue.put(p, Kind.IGNORED)  # the step says why, once
             return None
         return p
 
@@ -153,6 +156,9 @@ class ScanEventHandler(FileSystemEventHandler):
         if (p := self._wanted(event.src_path)) is not None:
             self.queue.put(p, Kind.SEEN)
 
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        return  # a moved-away or deleted file is nothing to take
+
 
 class QuietTracker:
     """Files waiting until their size and mtime have been still for ``quiet_s``."""
@@ -170,6 +176,10 @@ class QuietTracker:
 
     def discard(self, path: Path) -> None:
         self._files.pop(path, None)
+
+    def adopt(self, old: QuietTracker) -> None:
+        """Keep waiting for what ``old`` was waiting for (a reload)."""
+        self._files.update(old._files)
 
     def ready(self, now: float, settle: bool = False) -> list[Path]:
         """The files still for ``quiet_s`` (all of them with ``settle``).
@@ -196,9 +206,16 @@ class QuietTracker:
 
 
 def walk_scans(
-    root: Path, pattern: str, ignore: Iterable[Path] = ()
+    root: Path,
+    pattern: str,
+    ignore: Iterable[Path] = (),
+    on_ignored: Callable[[Path], None] | None = None,
 ) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every scan file under ``root`` (hidden files and folders skipped)."""
+    """Every scan file under ``root`` (hidden files and folders skipped).
+
+    ``on_ignored`` hears of the files that look like scans but are not taken: a
+    hidden name matching the pattern, a dangling symbolic link.
+    """
     skip = {os.path.abspath(p) for p in ignore}
     stack = [str(root)]
     while stack:
@@ -211,21 +228,31 @@ def walk_scans(
             continue
         for entry in entries:
             if entry.name.startswith("."):
+                if on_ignored is not None and fnmatch.fnmatch(
+                    entry.name.lstrip("."), pattern
+                ) and not entry.is_dir(follow_symlinks=False):
+                    on_ignored(Path(entry.path))
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                 elif entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
                     yield Path(entry.path), entry.stat()
+                elif entry.is_symlink() and on_ignored is not None:
+                    on_ignored(Path(entry.path))  # dangling
             except OSError:
                 continue
 
 
 def reconcile(
-    root: Path, pattern: str, horizon_s: float, ignore: Iterable[Path] = ()
+    root: Path,
+    pattern: str,
+    horizon_s: float,
+    ignore: Iterable[Path] = (),
+    on_ignored: Callable[[Path], None] | None = None,
 ) -> list[tuple[Path, Signature]]:
     """The newest scan files on disk (see the module contract), oldest first."""
-    found = [(p, st) for p, st in walk_scans(root, pattern, ignore)]
+    found = [(p, st) for p, st in walk_scans(root, pattern, ignore, on_ignored)]
     if not found:
         return []
     newest = max(st.st_mtime for _, st in found)

@@ -118,7 +118,9 @@ class Forecaster(ABC):
     name: ClassVar[str] = ""
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> "Forecaster":
+    def from_settings(
+        cls, settings: Settings | None = None, **kwargs: Any
+    ) -> "Forecaster":
         """Build from the configuration (``None``: defaults) and keyword overrides."""
         return cls(**kwargs)
 
@@ -179,7 +181,9 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
-def get_forecaster(name: str, settings: Settings | None = None, **kwargs: Any) -> Forecaster:
+def get_forecaster(
+    name: str, settings: Settings | None = None, **kwargs: Any
+) -> Forecaster:
     """Build the forecaster registered as ``name``.
 
     Raises

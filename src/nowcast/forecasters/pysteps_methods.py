@@ -230,7 +230,9 @@ class _PystepsForecaster(Forecaster):
         self.dbz_floor = float(dbz_floor)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> "Forecaster":
+    def from_settings(
+        cls, settings: Settings | None = None, **kwargs: Any
+    ) -> "Forecaster":
         """Parameters from ``[baselines.extrapolation]`` and ``radar.dbz_floor``."""
         params: dict[str, Any] = {}
         if settings is not None:

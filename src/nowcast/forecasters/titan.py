@@ -145,7 +145,9 @@ class TitanForecaster(Forecaster):
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> TitanForecaster:
+    def from_settings(
+        cls, settings: Settings | None = None, **kwargs: Any
+    ) -> TitanForecaster:
         """Build from ``settings.baselines.titan`` (``None``: defaults), overridden."""
         params: dict[str, Any] = {}
         if settings is not None:

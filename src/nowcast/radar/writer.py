@@ -21,10 +21,18 @@ and a scalar ``projection`` so that Py-ART's ``read_grid`` opens it; optional ``
 and ``V`` motion (m/s); global ``Conventions = "CF-1.8"`` and
 ``nowcast_method`` / ``nowcast_model`` saying what made it.
 
-Every file is written to a hidden temporary file in its own folder and moved into
-place with ``os.replace``: TITAN never sees a partial file, and a failure (full disk,
-no permission) leaves nothing behind and raises
-:class:`~nowcast.errors.ForecastWriteError`.
+A set is complete or absent. Each file is built in memory and written with plain
+file I/O (a full disk is ``No space left on device``, and no descriptor is left
+open on a failure). In the ``forecast`` layout every lead goes into a hidden
+staging folder ``.g_hhmmss.partial-PID`` beside its ``g_hhmmss``, which is then
+renamed into place (a set of the same issue time already there is swapped out and
+removed); in the ``valid_time`` layout every file goes to a hidden temporary beside
+its target before any is renamed. ``_latest_data_info`` is written after the set
+is in place, lead by lead. A failure (full disk, no permission, an immutable
+folder) leaves nothing partial and raises
+:class:`~nowcast.errors.ForecastWriteError` naming the file or folder that failed
+and the reason. :func:`remove_stale_temporaries` removes what a killed writer left
+(the daemon runs it at start-up).
 
 :func:`write_scan` writes a :class:`~nowcast.radar.scan.Scan` in the input contract
 (``DIR/yyyymmdd/ncf_yyyymmdd_hhmmss.nc``), the same way; the simulator uses it.
@@ -33,6 +41,9 @@ no permission) leaves nothing behind and raises
 from __future__ import annotations
 
 import calendar
+import contextlib
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -114,27 +125,75 @@ def _write_grid_file(
     motion: np.ndarray | None = None,
     global_attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    nz, ny, nx = volume.shape
+    data = _grid_file_bytes(
+        valid_time, volume, grid, field_name=field_name, complevel=complevel,
+        origin=origin, issue_time=issue_time, motion=motion,
+        global_attrs=global_attrs,
+    )
     with atomic_path(path) as tmp:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
-            ds.Conventions = "CF-1.8"
-            ds.title = "Radar reflectivity"
-            ds.source = f"nowcast {__version__}"
-            ds.history = (
-                f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} written by nowcast"
-            )
-            for key, value in (global_attrs or {}).items():
-                ds.setncattr(key, value)
-            ds.createDimension("time", 1)
-            ds.createDimension("z", nz)
-            ds.createDimension("y", ny)
-            ds.createDimension("x", nx)
-            _write_times(ds, valid_time, issue_time)
-            _write_coords(ds, grid)
-            mapping_name = _write_mapping(ds, grid, origin)
-            _write_dbz(ds, volume, field_name, complevel, mapping_name)
-            if motion is not None:
-                _write_motion(ds, motion, nz, complevel, mapping_name)
+        _write_bytes(tmp, data)
+
+
+def _write_bytes(path: Path, data: bytes | memoryview) -> None:
+    """Plain file I/O: a full disk is ``OSError(ENOSPC)`` naming the file, and no
+    descriptor outlives the call (HDF5 writing to disk leaks one on ENOSPC)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _grid_file_bytes(
+    valid_time: datetime,
+    volume: np.ndarray,
+    grid: Grid,
+    *,
+    field_name: str = "DBZ",
+    complevel: int = 1,
+    origin: Origin | None = None,
+    issue_time: datetime | None = None,
+    motion: np.ndarray | None = None,
+    global_attrs: Mapping[str, Any] | None = None,
+) -> memoryview:
+    """One grid file, built in memory (netCDF4's diskless ``memory=`` mode)."""
+    nz, ny, nx = volume.shape
+    ds = netCDF4.Dataset("forecast.nc", "w", format="NETCDF4", memory=1 << 20)
+    try:
+        ds.Conventions = "CF-1.8"
+        ds.title = "Radar reflectivity"
+        ds.source = f"nowcast {__version__}"
+        ds.history = (
+            f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} written by nowcast"
+        )
+        for key, value in (global_attrs or {}).items():
+            ds.setncattr(key, value)
+        ds.createDimension("time", 1)
+        ds.createDimension("z", nz)
+        ds.createDimension("y", ny)
+        ds.createDimension("x", nx)
+        _write_times(ds, valid_time, issue_time)
+        _write_coords(ds, grid)
+        mapping_name = _write_mapping(ds, grid, origin)
+        _write_dbz(ds, volume, field_name, complevel, mapping_name)
+        if motion is not None:
+            _write_motion(ds, motion, nz, complevel, mapping_name)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            ds.close()
+        raise
+    return _trim_hdf5_image(ds.close())
+
+
+def _trim_hdf5_image(image: memoryview) -> memoryview:
+    """The file without the in-memory image's padding (HDF5 grows the image in
+    64 KiB steps): cut at the end-of-file address of the superblock (versions
+    2 and 3: offsets size at byte 9, base, extension and end-of-file addresses
+    from byte 12), as the same file written to disk would end."""
+    head = bytes(image[:12])
+    if head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] not in (2, 3):
+        return image
+    size = head[9]
+    base = int.from_bytes(image[12 : 12 + size], "little")
+    eof = int.from_bytes(image[12 + 2 * size : 12 + 3 * size], "little") - base
+    return image[:eof] if 0 < eof <= len(image) else image
 
 
 def _time_var(ds, name: str, standard_name: str, long_name: str):
@@ -309,24 +368,33 @@ def write_forecast_set(
         raise ValueError(f"volumes {volumes.shape[1:]} do not match grid {grid.shape}")
     origin = origin or grid.origin
     issue_time = issue_time.astimezone(timezone.utc)
-    written: list[ForecastFile] = []
+    planned = []
     for i, lead in enumerate(leads_s):
         lead = int(lead)
-        valid = issue_time + timedelta(seconds=lead)
         rel = forecast_rel_path(issue_time, lead, layout)
-        target = output_dir / rel
         attrs = {
             "nowcast_method": method,
             "nowcast_model": model,
             "nowcast_issue_time": f"{issue_time:%Y-%m-%dT%H:%M:%SZ}",
             "nowcast_lead_seconds": lead,
         }
+        planned.append((i, lead, issue_time + timedelta(seconds=lead), rel, attrs))
+
+    def build(i, valid, attrs) -> memoryview:
+        return _grid_file_bytes(
+            valid, volumes[i], grid, field_name=field_name, complevel=complevel,
+            origin=origin, issue_time=issue_time,
+            motion=None if motion is None else motion[i], global_attrs=attrs,
+        )
+
+    if layout == "forecast":
+        _write_set_folder(output_dir, planned, build)
+    else:
+        _write_set_files(output_dir, planned, build)
+    written: list[ForecastFile] = []
+    for _, lead, valid, rel, _ in planned:
+        target = output_dir / rel
         try:
-            _write_grid_file(
-                target, valid, volumes[i], grid, field_name=field_name,
-                complevel=complevel, origin=origin, issue_time=issue_time,
-                motion=None if motion is None else motion[i], global_attrs=attrs,
-            )
             write_latest_data_info(
                 output_dir,
                 LatestDataInfo(
@@ -338,13 +406,129 @@ def write_forecast_set(
                     writer=writer,
                 ),
             )
-        except (OSError, RuntimeError) as exc:  # netCDF4: HDF errors (disk full)
+        except OSError as exc:
             raise ForecastWriteError(
-                f"{target}: cannot write forecast: "
-                f"{getattr(exc, 'strerror', None) or exc}"
+                f"{output_dir}/_latest_data_info: cannot write: "
+                f"{exc.strerror or exc} (the forecast set {target.parent} is in place)"
             ) from exc
         written.append(ForecastFile(target, rel, lead, valid))
     return written
+
+
+#: our temporary names: a set's staging folder, a replaced set, a file's temp
+_STAGING = ".partial-"
+_REPLACED = ".replaced-"
+
+
+def _write_set_folder(output_dir: Path, planned, build) -> None:
+    """The ``forecast`` layout: every lead into a hidden staging folder beside
+    ``g_hhmmss``, then one rename: the set is complete or absent."""
+    final = output_dir / Path(planned[0][3]).parent
+    staging = final.parent / f".{final.name}{_STAGING}{os.getpid()}"
+    current = staging
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        for i, _, valid, rel, attrs in planned:
+            current = staging / Path(rel).name
+            _write_bytes(current, build(i, valid, attrs))
+            os.chmod(current, 0o644)
+        current = final
+        _replace_folder(staging, final)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: netCDF (HDF) errors
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise ForecastWriteError(
+            f"{current}: cannot write forecast set {final}: {_why(exc)}"
+        ) from exc
+
+
+def _replace_folder(staging: Path, final: Path) -> None:
+    """Move ``staging`` to ``final``; a set already there (the same issue time,
+    written again) is swapped out first and removed after."""
+    if not final.exists():
+        os.rename(staging, final)
+        return
+    old = final.parent / f".{final.name}{_REPLACED}{os.getpid()}"
+    if old.exists():
+        shutil.rmtree(old)
+    os.rename(final, old)
+    try:
+        os.rename(staging, final)
+    except OSError:
+        os.rename(old, final)  # the previous set stays
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_set_files(output_dir: Path, planned, build) -> None:
+    """The ``valid_time`` layout (files in several folders): every file to a
+    hidden temporary beside its target first, then the renames; a failure
+    before the renames leaves nothing."""
+    temps: list[tuple[Path, Path]] = []
+    current = output_dir
+    try:
+        for i, _, valid, rel, attrs in planned:
+            target = output_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            current = target.parent / f".{target.name}{_STAGING}{os.getpid()}.tmp"
+            _write_bytes(current, build(i, valid, attrs))
+            os.chmod(current, 0o644)
+            temps.append((current, target))
+        for tmp, target in temps:
+            current = target
+            os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if current.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                current.unlink()
+        raise ForecastWriteError(
+            f"{current}: cannot write forecast: {_why(exc)}"
+        ) from exc
+
+
+def _why(exc: BaseException) -> str:
+    """The reason in words: the OS's (``No space left on device``), else the
+    library's message."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def remove_stale_temporaries(output_dir: str | Path) -> list[Path]:
+    """Remove what an interrupted :func:`write_forecast_set` of ours left under
+    ``output_dir`` (staging folders, swapped-out sets, hidden temporary files);
+    returns what was removed. Nothing else is touched."""
+    output_dir = Path(output_dir)
+    removed: list[Path] = []
+    if not output_dir.is_dir():
+        return removed
+    folders = [output_dir, *(p for p in output_dir.iterdir() if _is_dir(p))]
+    for folder in folders:
+        for path in list(folder.iterdir()) if _is_dir(folder) else []:
+            name = path.name
+            temp_file = name.endswith(".tmp") and (
+                ".nc." in name or "_latest_data_info" in name
+            )
+            ours = name.startswith(".") and (
+                _STAGING in name or _REPLACED in name or temp_file
+            )
+            if not ours:
+                continue
+            with contextlib.suppress(OSError):
+                if _is_dir(path):
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def scan_rel_path(time: datetime) -> str:

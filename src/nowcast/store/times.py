@@ -8,8 +8,8 @@ Contract
 - Fractions of a second are dropped (floored), so a scan at ``12:30:00.7`` is stored
   as ``12:30:00``.
 - Parsing is :func:`nowcast.times.parse_time`'s. :func:`to_iso` accepts a
-  timezone-aware :class:`~datetime.datetime` (any zone, converted to UTC), ISO-8601 text with an offset or ``Z``, or unix seconds
-  (``int``/``float``). A naive datetime or text without an offset is refused with a
+  timezone-aware :class:`~datetime.datetime` (any zone, converted to UTC),
+  ISO-8601 text with an offset or ``Z``, or unix seconds (``int``/``float``). A naive datetime or text without an offset is refused with a
   :class:`ValueError` (another type with a :class:`TypeError`): the store never
   guesses a zone.
 - :func:`from_iso` turns stored text back into an aware UTC datetime.
