@@ -1,0 +1,1 @@
+"""The fault suite: a real daemon process attacked on purpose (see conftest.py)."""
