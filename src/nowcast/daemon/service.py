@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import structlog
 
 from nowcast import __version__
 from nowcast.daemon.scan_archive import Archive
@@ -250,6 +251,12 @@ class Daemon:
         self.state = "stopped"
         self.recorder.event("info", "daemon_stopped", "nowcast stopped", time=now)
         self._guard("status", self._write_status, now)
+        left = self._guard("store", self.recorder.flush) or 0
+        if left:
+            structlog.get_logger(__name__).error(
+                "metrics store still unwritable at shutdown; writes lost",
+                lost=left,
+            )
         self.recorder.close()
 
     # -- one step ---------------------------------------------------------------
@@ -259,6 +266,7 @@ class Daemon:
         now = now or self.clock()
         t0 = time.perf_counter()
         report = StepReport(now)
+        self._guard("store", self.recorder.flush)  # what a locked store held back
         ready = self._guard("collect", self.intake.collect, now, settle) or []
         self._log_ignored(now)
         for path in ready:
