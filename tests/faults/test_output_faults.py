@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -154,3 +155,38 @@ def test_a_reader_polling_every_50_ms_never_sees_a_partial_set(daemon_factory):
     assert d.stop() == 0
     record("a reader polling the output every 50 ms", "listing and opening files",
            "never a partial set, never a half-written file")
+
+
+@pytest.mark.skipif(not _can(["mount"]), reason="needs root for a read-only bind mount")
+def test_a_read_only_input_folder(daemon_factory, tmp_path):
+    """The radar's folder mounted read-only: scans are taken, a bad one cannot be
+    moved aside, so it is left in place with its reason and never read again."""
+    d = daemon_factory()
+    source = tmp_path / "radar"
+    source.mkdir()
+    run = scans(9)
+    from nowcast.radar import write_scan
+
+    for scan in run[:8]:
+        write_scan(scan, source)
+    (source / "20240601" / "ncf_20240601_124500.nc").write_bytes(b"junk")
+    d.input.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "--bind", str(source), str(d.input)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d.input)], check=True)
+        d.write_config({"quiet_s": 0.3, "reconcile_interval_s": 1.0,
+                        "poll_interval_s": 0.2, "reject_after_s": 0.5})
+        d.start()
+        d.wait_for(lambda: d.issue_of(run[7]) in d.complete_sets(), 60, "a set")
+        d.wait_for(lambda: any("left in place" in x for x in d.lines("rejected_scan")),
+                   30, "the bad file's reason")
+        time.sleep(3)  # reconcile scans come and go: it is not read again
+        assert sum("ncf_20240601_124500" in x for x in d.lines("rejected_scan")) == 1
+        assert d.stop() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(d.input)], capture_output=True)
+    record("a read-only input folder (bind mount, ro)", "scans and one bad file",
+           "scans forecast; the bad file left in place with its reason, once")
