@@ -14,9 +14,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
         || .venv/bin/python -m pip install --quiet "torch>=2.4"
 fi
 .venv/bin/python -m pip install --quiet -e ".[test,pysteps]"
-# Optional: Py-ART, so a test proves pyart.io.read_grid opens our forecasts.
-.venv/bin/python -m pip install --quiet arm_pyart \
-    || echo "arm_pyart not installed: its test will be skipped"
 # Optional: systemd-analyze, so a test verifies the unit files (Debian package systemd).
 if ! command -v systemd-analyze >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
         && command -v apt-get >/dev/null 2>&1; then

@@ -20,7 +20,11 @@ returns a :class:`~nowcast.radar.scan.Scan`:
   ``dbz_floor`` (no echo) are clipped to the floor;
 - the scan time comes from the ``time`` variable (CF units), else from the first
   ``yyyymmdd?hhmmss`` in the file name;
-- coordinates in ``m`` or ``km`` are returned in metres.
+- coordinates in ``m`` or ``km`` are returned in metres;
+- the origin (the site Py-ART and TITAN place the grid at) is the file's
+  ``origin_latitude/longitude/altitude``, else the grid mapping's
+  ``latitude/longitude_of_projection_origin``, else the grid centre through the
+  projection the mapping gives as text (``proj4_params``, ``crs_wkt``; pyproj).
 
 Every failure (missing, empty, truncated, not NetCDF, no reflectivity, a grid of an
 unexpected shape, an unreadable time, nothing but NaN, values that are not dBZ) is a
@@ -206,6 +210,34 @@ def _origin(ds: netCDF4.Dataset, mapping: dict[str, Any]) -> Origin | None:
     return None
 
 
+#: grid-mapping attributes that may hold the projection as PROJ or WKT text
+_CRS_TEXT = ("proj4_params", "proj4", "proj4text", "crs_wkt", "spatial_ref")
+
+
+def _centre_origin(mapping: dict[str, Any], x_m, y_m) -> Origin | None:
+    """The grid centre in latitude and longitude, through the projection the
+    mapping states as text (``proj4_params`` and the like), for files that give
+    no origin (Py-ART and TITAN need one). ``None`` when there is no such text or
+    pyproj cannot read it."""
+    texts = [mapping[k] for k in _CRS_TEXT if isinstance(mapping.get(k), str)]
+    text = texts[0] if texts else None
+    if not text:
+        return None
+    try:
+        import pyproj
+
+        crs = pyproj.CRS.from_user_input(text.strip())
+        to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+        lon, lat = to_lonlat.transform(
+            (float(x_m[0]) + float(x_m[-1])) / 2, (float(y_m[0]) + float(y_m[-1])) / 2
+        )
+    except Exception:  # an unreadable projection: the file still reads
+        return None
+    if not (np.isfinite(lat) and np.isfinite(lon)):
+        return None
+    return Origin(float(lat), float(lon), 0.0)
+
+
 def read_scan(
     path: str | Path,
     variable: str | None = None,
@@ -323,7 +355,7 @@ def _read_open(
     name, attrs = _grid_mapping(ds, var)
     grid = Grid(
         x_m=x, y_m=y, z_m=z, mapping_name=name, mapping_attrs=attrs,
-        origin=_origin(ds, attrs),
+        origin=_origin(ds, attrs) or _centre_origin(attrs, x, y),
     )
     return Scan(
         time=_scan_time(ds, path), dbz=data, grid=grid, source=path, variable=var.name
