@@ -85,3 +85,26 @@ def test_systemd_analyze_security_exposure_is_at_most_2(tmp_path, name, as_name)
                  "SystemCallFilter=@system-service", "ProtectProc=invisible",
                  "UMask=0027", "IPAddressDeny=any"):
         assert line in text, line
+
+
+@pytest.mark.parametrize("name", ["nowcast.service", "nowcast@.service"])
+def test_hardening_leaves_the_daemon_what_it_needs(name):
+    """What the hardening must not take away: sd_notify over AF_UNIX from the main
+    process, the retraining's setpriority (@resources is not filtered out), and
+    the GPU (no private /dev, /proc/driver/nvidia visible, W+X memory allowed)."""
+    lines = [
+        line.strip() for line in (UNITS / name).read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert "Type=notify" in lines and "NotifyAccess=main" in lines
+    families = [x for x in lines if x.startswith("RestrictAddressFamilies=")]
+    assert families and all("AF_UNIX" in x and "~" not in x for x in families)
+    filters = [x for x in lines if x.startswith("SystemCallFilter=")]
+    assert filters[0] == "SystemCallFilter=@system-service"
+    assert not any("@resources" in x for x in filters)
+    assert "SystemCallErrorNumber=EPERM" in lines
+    for off in ("PrivateDevices=true", "PrivateDevices=yes", "ProcSubset=pid",
+                "MemoryDenyWriteExecute=true", "MemoryDenyWriteExecute=yes"):
+        assert off not in lines, off
+    assert "DevicePolicy=closed" in lines
+    assert "DeviceAllow=char-nvidia-frontend rw" in lines

@@ -251,7 +251,7 @@ class Daemon:
         self.state = "stopped"
         self.recorder.event("info", "daemon_stopped", "nowcast stopped", time=now)
         self._guard("status", self._write_status, now)
-        left = self._guard("store", self.recorder.flush) or 0
+        left = self._guard("store", self.recorder.flush, None) or 0  # no time cap
         if left:
             structlog.get_logger(__name__).error(
                 "metrics store still unwritable at shutdown; writes lost",

@@ -7,9 +7,19 @@ Contract
   nor it them), sets ``busy_timeout`` (a second writer waits for the lock instead of
   failing at once), turns foreign keys on, and migrates the schema
   (:func:`~nowcast.store.schema.migrate`).
+- A missing file is created; ``-wal`` / ``-shm`` / ``-journal`` files left beside
+  it are the remains of a deleted store (SQLite would pair them with the new file
+  and fail with "disk I/O error" while another process still holds them) and are
+  removed first.
 - Every ``record_*`` / ``start_*`` / ``finish_*`` / :meth:`~MetricsStore.prune`
   call is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction: all of it is written
   or none. Readers in other processes see it once the call returns.
+- Inside ``with store.batch():`` those calls are savepoints of one transaction
+  instead: the whole batch is committed when the block ends, or none of it (an
+  exception out of the block, a lock not got, a failed ``COMMIT``), so a caller
+  that retries a failed batch writes each row once. A call that fails inside the
+  block (a ``ValueError`` for a bad row, a :class:`StoreError`) undoes only its
+  own savepoint; the caller decides whether the block goes on.
 - Recording the same key again replaces the row instead of adding a second one
   (scores by (issue_time, method, model, lead, kind, threshold), forecasts by
   (issue_time, method, model), epochs by (run, epoch, split)), so a daemon that
@@ -54,6 +64,17 @@ from nowcast.store.values import (
 )
 
 
+def _remove_orphans(path: Path) -> None:
+    """The ``-wal`` / ``-shm`` / ``-journal`` of a store file that is gone."""
+    if path.exists():
+        return
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        except OSError:
+            pass  # SQLite says what is wrong when it opens
+
+
 class MetricsStore:
     """The read-write metrics store (see the module docstring for the contract).
 
@@ -89,6 +110,7 @@ class MetricsStore:
         self.path = Path(path)
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
+        self._batch = False  # inside batch(): record_* calls are savepoints
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -96,6 +118,7 @@ class MetricsStore:
                 f"{self.path}: cannot create the metrics store's folder: "
                 f"{exc.strerror or exc}"
             ) from None
+        _remove_orphans(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
@@ -164,10 +187,59 @@ class MetricsStore:
         return to_iso(self._clock(), "clock()")
 
     @contextmanager
+    def batch(self, what: str = "write a batch") -> Iterator[MetricsStore]:
+        """One transaction around several ``record_*`` calls (see the contract).
+
+        Raises
+        ------
+        StoreError
+            When the write lock is not got within ``timeout_s``, or the ``COMMIT``
+            fails: nothing of the batch is written.
+        RuntimeError
+            When called inside another batch.
+        """
+        if self._conn is None:
+            raise StoreError(f"{self.path}: the metrics store is closed")
+        if self._batch:
+            raise RuntimeError("MetricsStore.batch() does not nest")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._batch = True
+            try:
+                yield self
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._batch = False
+        except sqlite3.ProgrammingError:
+            raise  # a bug (another thread's connection ...), not the store's state
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
+
+    @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         if self._conn is None:
             raise StoreError(f"{self.path}: the metrics store is closed")
         conn = self._conn
+        if self._batch:  # a savepoint of the batch's transaction
+            try:
+                conn.execute("SAVEPOINT record")
+                try:
+                    yield conn
+                    conn.execute("RELEASE record")
+                except BaseException:
+                    conn.execute("ROLLBACK TO record")
+                    conn.execute("RELEASE record")
+                    raise
+            except sqlite3.ProgrammingError:
+                raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -667,8 +739,9 @@ class MetricsStore:
                 ).fetchone()[0]
             for table, sql in statements.items():
                 deleted[table] = conn.execute(sql, (limit,)).rowcount
-        try:  # give the freed pages back to the file system
-            conn.execute("PRAGMA incremental_vacuum").fetchall()
-        except sqlite3.Error:
-            pass
+        if not self._batch:  # give the freed pages back to the file system
+            try:
+                conn.execute("PRAGMA incremental_vacuum").fetchall()
+            except sqlite3.Error:
+                pass
         return deleted
