@@ -63,6 +63,7 @@ class Taken:
     moved: Path | None = None  # rejected: where it went
     error: str | None = None  # rejected: why it could not be moved
     first: Path | None = None  # duplicate: the file that had this scan time
+    new_wait: bool = False  # waiting: the first failure of this file (log it once)
 
 
 class Intake:
@@ -206,10 +207,9 @@ class Intake:
         except ScanError as exc:
             still = self._still_for(sig)
             if not settle and still < self.reject_after_s:
-                first = self._young.get(path) is None
+                new_wait = path not in self._young
                 self._young[path] = sig  # may still be written: never moved now
-                return Taken(path, "waiting", reason=exc.reason,
-                             first=path if first else None)
+                return Taken(path, "waiting", reason=exc.reason, new_wait=new_wait)
             self._young.pop(path, None)
             self._seen[path] = sig
             return self._reject(path, exc.reason, now)

@@ -314,7 +314,7 @@ class Daemon:
         if taken is None:
             return  # gone (moved by its writer), or this version taken already
         if taken.kind == "waiting":
-            if taken.first is not None:  # once a file, not every retry
+            if taken.new_wait:  # once a file, not every retry
                 self.recorder.event(
                     "info", "scan_waiting",
                     f"{path.name} does not read yet ({taken.reason}); retried "

@@ -112,28 +112,6 @@ def _coord(ds, name: str, values: np.ndarray, std: str, axis: str, long: str):
     return var
 
 
-def _write_grid_file(
-    path: Path,
-    valid_time: datetime,
-    volume: np.ndarray,
-    grid: Grid,
-    *,
-    field_name: str = "DBZ",
-    complevel: int = 1,
-    origin: Origin | None = None,
-    issue_time: datetime | None = None,
-    motion: np.ndarray | None = None,
-    global_attrs: Mapping[str, Any] | None = None,
-) -> None:
-    data = _grid_file_bytes(
-        valid_time, volume, grid, field_name=field_name, complevel=complevel,
-        origin=origin, issue_time=issue_time, motion=motion,
-        global_attrs=global_attrs,
-    )
-    with atomic_path(path) as tmp:
-        _write_bytes(tmp, data)
-
-
 def _write_bytes(path: Path, data: bytes | memoryview) -> None:
     """Plain file I/O: a full disk is ``OSError(ENOSPC)`` naming the file, and no
     descriptor outlives the call (HDF5 writing to disk leaks one on ENOSPC)."""
@@ -546,11 +524,13 @@ def write_scan(
 ) -> Path:
     """Write ``scan`` in the input contract under ``directory``; return its path."""
     target = Path(directory) / scan_rel_path(scan.time)
+    data = _grid_file_bytes(
+        scan.time, scan.dbz, scan.grid, field_name=scan.variable,
+        complevel=complevel, origin=scan.grid.origin, global_attrs=global_attrs,
+    )
     try:
-        _write_grid_file(
-            target, scan.time, scan.dbz, scan.grid, field_name=scan.variable,
-            complevel=complevel, origin=scan.grid.origin, global_attrs=global_attrs,
-        )
+        with atomic_path(target) as tmp:
+            _write_bytes(tmp, data)
     except OSError as exc:
         raise ForecastWriteError(
             f"{target}: cannot write scan: {exc.strerror or exc}"
