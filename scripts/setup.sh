@@ -21,3 +21,17 @@ if ! command -v systemd-analyze >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
         --no-install-recommends systemd >/dev/null) \
         || echo "systemd not installed: the unit-file test will be skipped"
 fi
+# LROSE's PrintMdv and LdataWatcher (../shared/lrose) read our forecasts in the tests;
+# they need netCDF and HDF5 runtime libraries (Debian packages, named in its README).
+LROSE_BIN="${NOWCAST_SHARED_DIR:-../shared}/lrose/bin/PrintMdv"
+if [ -x "$LROSE_BIN" ] && ldd "$LROSE_BIN" 2>/dev/null | grep -q "not found"; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            libnetcdf19 libhdf5-103-1 libhdf5-hl-100 >/dev/null \
+         || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+            -qq --no-install-recommends libnetcdf19 libhdf5-103-1 libhdf5-hl-100 \
+            >/dev/null)) || echo "LROSE runtime libraries not installed: its tests will fail"
+    else
+        echo "PrintMdv needs libnetcdf19 libhdf5-103-1 libhdf5-hl-100 (run as root to install)"
+    fi
+fi

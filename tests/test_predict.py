@@ -304,3 +304,62 @@ def test_the_shipped_real2d_model_forecasts_a_real_case(tmp_path, capsys):
     model = csi35(read_scan(first).dbz, observed)
     persistence = csi35(read_scan(files[7]).dbz, observed)
     assert model > persistence + 0.05, (model, persistence)
+
+
+def _bare(scans):
+    """The scans on a grid with no mapping and no origin (a gridder that states
+    neither)."""
+    from dataclasses import replace
+
+    grid = replace(scans[0].grid, mapping_name=None, mapping_attrs={}, origin=None)
+    return [replace(s, grid=grid) for s in scans]
+
+
+def test_a_grid_without_mapping_or_origin_is_said_once(tmp_path):
+    from structlog.testing import capture_logs
+
+    import nowcast.pipeline as pipeline
+
+    pipeline._said.clear()
+    scans = _bare(moving_cell_scans(n=9, nz=NZ, size=SIZE, start=T0))
+    with capture_logs() as logs:
+        for end in (8, 9):
+            _, res = _forecast_and_write(
+                _SteadyMotion(), scans[end - 8:end], Settings(), tmp_path)
+    said = [e for e in logs if e["event"] == "grid_mapping"]
+    assert len(said) == 1
+    assert "no grid mapping and no origin" in said[0]["note"]
+    assert "site_latitude" in said[0]["note"]
+    with netCDF4.Dataset(res.files[0].path) as ds:
+        assert "grid_mapping" not in ds["DBZ"].ncattrs()
+        assert "origin_latitude" not in ds.variables
+
+
+def test_the_configured_site_is_the_origin_written(tmp_path):
+    """[radar] site_latitude/longitude place a grid that states no origin: Py-ART's
+    origin and an azimuthal equidistant mapping about the site."""
+    import pyart
+
+    from nowcast.config import RadarConfig
+
+    settings = Settings(radar=RadarConfig(site_latitude=60.2, site_longitude=24.9,
+                                          site_altitude_m=55.0))
+    scans = _bare(moving_cell_scans(n=8, nz=NZ, size=SIZE, start=T0))
+    _, res = _forecast_and_write(_SteadyMotion(), scans, settings, tmp_path)
+    with netCDF4.Dataset(res.files[0].path) as ds:
+        m = ds[ds["DBZ"].grid_mapping]
+        assert m.grid_mapping_name == "azimuthal_equidistant"
+        assert (m.latitude_of_projection_origin, m.longitude_of_projection_origin) \
+            == (60.2, 24.9)
+        assert float(ds["origin_altitude"][0]) == 55.0
+    grid = pyart.io.read_grid(str(res.files[0].path))
+    assert float(grid.origin_latitude["data"][0]) == 60.2
+
+
+def test_site_latitude_without_longitude_is_refused():
+    from pydantic import ValidationError
+
+    from nowcast.config import RadarConfig
+
+    with pytest.raises(ValidationError, match="set together"):
+        RadarConfig(site_latitude=60.0)

@@ -67,9 +67,19 @@ class RadarConfig(_Section):
     expected_levels: int = Field(0, ge=0)
     expected_ny: int = Field(0, ge=0)
     expected_nx: int = Field(0, ge=0)
-    site_latitude: float = Field(0.0, ge=-90, le=90)
-    site_longitude: float = Field(0.0, ge=-180, le=360)
+    #: the radar site, written as the forecasts' origin (both or neither; when
+    #: unset, the scans' own origin or the centre of their projected grid)
+    site_latitude: float | None = Field(None, ge=-90, le=90)
+    site_longitude: float | None = Field(None, ge=-180, le=360)
     site_altitude_m: float = 0.0
+
+    @model_validator(mode="after")
+    def _site_whole(self) -> "RadarConfig":
+        if (self.site_latitude is None) != (self.site_longitude is None):
+            raise ValueError(
+                "site_latitude and site_longitude are set together or not at all"
+            )
+        return self
 
 
 class GridConfig(_Section):

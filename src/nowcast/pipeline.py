@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import structlog
 
 from nowcast.errors import ForecasterError
 from nowcast.forecasters.interface import (
@@ -47,10 +48,14 @@ from nowcast.forecasters.interface import (
     output_problem,
 )
 from nowcast.radar import ForecastFile, Grid, Scan, pool, upsample, write_forecast_set
+from nowcast.radar.grid_mapping import client_mapping
+from nowcast.radar.scan import Origin
 from nowcast.radar.writer import as_stored
 
 if TYPE_CHECKING:
     from nowcast.config import Settings
+
+log = structlog.get_logger(__name__)
 
 #: Motion is upsampled with the dBZ routine; these bounds leave it unclamped.
 _MOTION_BOUND = 1.0e6
@@ -72,6 +77,9 @@ class WriteOptions:
     write_motion: bool = False
     writer: str = "nowcast"
     data_type: str = "nc"
+    #: ``[radar] site_latitude/longitude/altitude_m``: the origin written when set
+    #: (else the scans' own, or the one derived from their grid mapping)
+    site: Origin | None = None
 
     @classmethod
     def from_settings(
@@ -98,7 +106,23 @@ class WriteOptions:
             write_motion=out.write_motion,
             writer=out.writer_name,
             data_type=out.data_type,
+            site=(
+                Origin(r.site_latitude, r.site_longitude, r.site_altitude_m)
+                if r.site_latitude is not None and r.site_longitude is not None
+                else None
+            ),
         )
+
+
+_said: set[str] = set()
+
+
+def _say_once(note: str) -> None:
+    """Log what the written grid mapping lacks, once a process for each kind of
+    grid (a daemon says it at its first forecast, not at every one)."""
+    if note and note not in _said:
+        _said.add(note)
+        log.warning("grid_mapping", note=note)
 
 
 @dataclass
@@ -216,6 +240,8 @@ def write_set(
     else:
         target_grid = grid.pooled(o.pool_factor)
         volumes = np.clip(result.dbz, o.dbz_floor, o.dbz_max)
+    origin = o.site or grid.origin
+    _say_once(client_mapping(target_grid, origin).note)
     files = write_forecast_set(
         o.output_dir,
         issue_time,
@@ -230,6 +256,7 @@ def write_set(
         motion=motion,
         writer=o.writer,
         data_type=o.data_type,
+        origin=origin,
     )
     stored = np.maximum(as_stored(volumes), np.float32(o.dbz_floor))
     if target_grid is grid and o.pool_factor > 1:

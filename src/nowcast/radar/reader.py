@@ -42,6 +42,7 @@ import netCDF4
 import numpy as np
 
 from nowcast.errors import ScanError
+from nowcast.radar.grid_mapping import CRS_TEXT_ATTRS, crs_of
 from nowcast.radar.names import time_from_name
 from nowcast.radar.scan import Grid, Origin, Scan
 
@@ -211,27 +212,24 @@ def _origin(ds: netCDF4.Dataset, mapping: dict[str, Any]) -> Origin | None:
 
 
 #: grid-mapping attributes that may hold the projection as PROJ or WKT text
-_CRS_TEXT = ("proj4_params", "proj4", "proj4text", "crs_wkt", "spatial_ref")
-
-
 def _centre_origin(mapping: dict[str, Any], x_m, y_m) -> Origin | None:
     """The grid centre in latitude and longitude, through the projection the
     mapping states as text (``proj4_params`` and the like), for files that give
     no origin (Py-ART and TITAN need one). ``None`` when there is no such text or
     pyproj cannot read it."""
-    texts = [mapping[k] for k in _CRS_TEXT if isinstance(mapping.get(k), str)]
-    text = texts[0] if texts else None
-    if not text:
+    if not any(isinstance(mapping.get(k), str) for k in CRS_TEXT_ATTRS):
         return None
-    try:
-        import pyproj
+    crs = crs_of(mapping)
+    if crs is None:
+        return None
+    import pyproj
 
-        crs = pyproj.CRS.from_user_input(text.strip())
+    try:
         to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
         lon, lat = to_lonlat.transform(
             (float(x_m[0]) + float(x_m[-1])) / 2, (float(y_m[0]) + float(y_m[-1])) / 2
         )
-    except Exception:  # an unreadable projection: the file still reads
+    except pyproj.exceptions.ProjError:  # an unusable projection: the file still reads
         return None
     if not (np.isfinite(lat) and np.isfinite(lon)):
         return None

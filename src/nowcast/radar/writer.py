@@ -16,8 +16,10 @@ Each file: dims ``time`` (1, the valid time), ``z``, ``y``, ``x``; coordinates w
 units, ``standard_name``, ``axis`` (and ``positive = "up"`` on z);
 ``forecast_reference_time`` and ``forecast_period``; ``DBZ(time, z, y, x)`` int16
 packed with scale 0.01, ``_FillValue`` -32768, zlib, one chunk a level, its
-``grid_mapping`` copied from the input scan; ``origin_latitude/longitude/altitude``
-and a scalar ``projection`` so that Py-ART's ``read_grid`` opens it; optional ``U``
+``grid_mapping`` the input scan's with a CF ``grid_mapping_name`` LROSE's Mdvx reads
+(:mod:`nowcast.radar.grid_mapping`); ``origin_latitude/longitude/altitude`` and a
+scalar ``projection`` (the exact projection) so that Py-ART's ``read_grid`` opens
+and places it; optional ``U``
 and ``V`` motion (m/s); global ``Conventions = "CF-1.8"`` and
 ``nowcast_method`` / ``nowcast_model`` saying what made it.
 
@@ -35,7 +37,8 @@ and the reason. :func:`remove_stale_temporaries` removes what a killed writer le
 (the daemon runs it at start-up).
 
 :func:`write_scan` writes a :class:`~nowcast.radar.scan.Scan` in the input contract
-(``DIR/yyyymmdd/ncf_yyyymmdd_hhmmss.nc``), the same way; the simulator uses it.
+(``DIR/yyyymmdd/ncf_yyyymmdd_hhmmss.nc``), the same way, its own x and y kept (no
+false origin taken out); the simulator uses it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ import numpy as np
 from nowcast import __version__
 from nowcast.errors import ForecastWriteError
 from nowcast.fsutil import atomic_path
+from nowcast.radar.grid_mapping import ClientMapping, client_mapping
 from nowcast.radar.ldata import LatestDataInfo, write_latest_data_info
 from nowcast.radar.scan import Grid, Origin, Scan
 
@@ -130,6 +134,7 @@ def _grid_file_bytes(
     issue_time: datetime | None = None,
     motion: np.ndarray | None = None,
     global_attrs: Mapping[str, Any] | None = None,
+    as_scan: bool = False,
 ) -> memoryview:
     """One grid file, built in memory (netCDF4's diskless ``memory=`` mode)."""
     nz, ny, nx = volume.shape
@@ -148,8 +153,9 @@ def _grid_file_bytes(
         ds.createDimension("y", ny)
         ds.createDimension("x", nx)
         _write_times(ds, valid_time, issue_time)
-        _write_coords(ds, grid)
-        mapping_name = _write_mapping(ds, grid, origin)
+        mapping = client_mapping(grid, origin, keep_coordinates=as_scan)
+        _write_coords(ds, grid, mapping)
+        mapping_name = _write_mapping(ds, grid, origin, mapping)
         _write_dbz(ds, volume, field_name, complevel, mapping_name)
         if motion is not None:
             _write_motion(ds, motion, nz, complevel, mapping_name)
@@ -202,31 +208,31 @@ def _write_times(ds, valid_time: datetime, issue_time: datetime | None) -> None:
     period[:] = [_epoch(valid_time) - _epoch(issue_time)]
 
 
-def _write_coords(ds, grid: Grid) -> None:
-    _coord(ds, "x", grid.x_m, "projection_x_coordinate", "X",
+def _write_coords(ds, grid: Grid, mapping: ClientMapping) -> None:
+    """x and y less the false origin the mapping took out (see
+    :mod:`nowcast.radar.grid_mapping`)."""
+    _coord(ds, "x", np.asarray(grid.x_m, np.float64) - mapping.x_offset_m,
+           "projection_x_coordinate", "X",
            "x distance on the projection plane from the origin")
-    _coord(ds, "y", grid.y_m, "projection_y_coordinate", "Y",
+    _coord(ds, "y", np.asarray(grid.y_m, np.float64) - mapping.y_offset_m,
+           "projection_y_coordinate", "Y",
            "y distance on the projection plane from the origin")
     zvar = _coord(ds, "z", grid.z_m, "altitude", "Z", "height above the radar")
     zvar.positive = "up"
 
 
-def _write_mapping(ds, grid: Grid, origin: Origin | None) -> str:
-    """The grid mapping (the scan's, else about the origin) and the origin
-    variables Py-ART reads; returns the mapping variable's name."""
-    mapping_name = grid.mapping_name or "grid_mapping"
-    mapping = ds.createVariable(mapping_name, "i4", ())
-    attrs = dict(grid.mapping_attrs)
-    if not attrs and origin is not None:
-        attrs = {
-            "grid_mapping_name": "azimuthal_equidistant",
-            "latitude_of_projection_origin": origin.latitude,
-            "longitude_of_projection_origin": origin.longitude,
-            "false_easting": 0.0,
-            "false_northing": 0.0,
-        }
-    for key, value in attrs.items():
-        mapping.setncattr(key, value)
+def _write_mapping(
+    ds, grid: Grid, origin: Origin | None, mapping: ClientMapping
+) -> str | None:
+    """The grid mapping in the forms CF readers, LROSE's Mdvx and Py-ART read
+    (:func:`~nowcast.radar.grid_mapping.client_mapping`) and the origin variables
+    Py-ART needs; returns the mapping variable's name (``None``: no mapping)."""
+    mapping_name = None
+    if mapping.cf:
+        mapping_name = grid.mapping_name or "grid_mapping"
+        var = ds.createVariable(mapping_name, "i4", ())
+        for key, value in mapping.cf.items():
+            var.setncattr(key, value)
     if origin is not None:
         for name, value, units in (
             ("origin_latitude", origin.latitude, "degrees_north"),
@@ -237,14 +243,15 @@ def _write_mapping(ds, grid: Grid, origin: Origin | None) -> str:
             var.units = units
             var.long_name = name.replace("_", " ") + " of the grid"
             var[:] = [value]
+    if mapping.pyart:
         proj = ds.createVariable("projection", "i4", ())
-        proj.setncattr("proj", "pyart_aeqd")
-        proj.setncattr("_include_lon_0_lat_0", "true")
+        for key, value in mapping.pyart.items():
+            proj.setncattr(key, value)
     return mapping_name
 
 
 def _write_dbz(
-    ds, volume: np.ndarray, field_name: str, complevel: int, mapping_name: str
+    ds, volume: np.ndarray, field_name: str, complevel: int, mapping_name: str | None
 ) -> None:
     """The reflectivity, packed as int16 hundredths (:func:`as_stored`)."""
     ny, nx = volume.shape[1:]
@@ -259,12 +266,15 @@ def _write_dbz(
     dbz.units = "dBZ"
     dbz.standard_name = "equivalent_reflectivity_factor"
     dbz.long_name = "equivalent reflectivity factor"
-    dbz.grid_mapping = mapping_name
+    if mapping_name:
+        dbz.grid_mapping = mapping_name
     dbz.coordinates = "time z y x"
     dbz[0] = _pack(volume)
 
 
-def _write_motion(ds, motion: np.ndarray, nz: int, complevel: int, mapping: str):
+def _write_motion(
+    ds, motion: np.ndarray, nz: int, complevel: int, mapping: str | None
+) -> None:
     motion = np.asarray(motion, dtype=np.float32)
     if motion.ndim == 3:
         motion = np.broadcast_to(motion[:, None], (2, nz, *motion.shape[1:]))
@@ -278,7 +288,8 @@ def _write_motion(ds, motion: np.ndarray, nz: int, complevel: int, mapping: str)
         var.units = "m s-1"
         var.long_name = f"storm motion, {'x' if i == 0 else 'y'} component on the grid"
         var.comment = f"{std.split('_')[0]} component along the projection axis"
-        var.grid_mapping = mapping
+        if mapping:
+            var.grid_mapping = mapping
         var[0] = motion[i]
 
 
@@ -354,7 +365,7 @@ def write_forecast_set(
             "nowcast_method": method,
             "nowcast_model": model,
             "nowcast_issue_time": f"{issue_time:%Y-%m-%dT%H:%M:%SZ}",
-            "nowcast_lead_seconds": lead,
+            "nowcast_lead_seconds": np.int32(lead),
         }
         planned.append((i, lead, issue_time + timedelta(seconds=lead), rel, attrs))
 
@@ -527,6 +538,7 @@ def write_scan(
     data = _grid_file_bytes(
         scan.time, scan.dbz, scan.grid, field_name=scan.variable,
         complevel=complevel, origin=scan.grid.origin, global_attrs=global_attrs,
+        as_scan=True,
     )
     try:
         with atomic_path(target) as tmp:
