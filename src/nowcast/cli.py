@@ -30,6 +30,7 @@ COMMANDS = (
     "eval",
     "train",
     "run",
+    "health",
     "retrain",
     "demo",
 )
