@@ -111,6 +111,10 @@ class DaemonConfig(_Section):
     quiet_s: float = Field(2.0, ge=0)
     reconcile_interval_s: float = Field(180.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)
+    #: Prometheus metrics as a node-exporter textfile under state_dir ("" = none)
+    metrics_file: str = "nowcast.prom"
+    #: and served on 127.0.0.1 at this port (0 = not served)
+    metrics_port: int = Field(0, ge=0, le=65535)
     max_gap_factor: float = Field(1.5, gt=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fallback: str = "extrapolation"

@@ -42,6 +42,7 @@ one. :meth:`~Daemon.step` returns a :class:`StepReport` of what it did.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -70,7 +71,8 @@ from nowcast.daemon.models import (
 )
 from nowcast.daemon.recorder import Recorder
 from nowcast.daemon.schedule import next_retrain
-from nowcast.daemon.status_file import build_status, write_status
+from nowcast.daemon.metrics import Metrics
+from nowcast.daemon.status_file import build_status, render_status, write_status
 from nowcast.daemon.verify import LiveVerifier
 from nowcast.daemon.watcher import PathQueue
 from nowcast.errors import ForecastWriteError
@@ -123,6 +125,8 @@ class Daemon:
         self.last_verification: dict[str, Any] | None = None
         self._last_issue: datetime | None = None
         self._retry: tuple[datetime, datetime] | None = None  # (issue, not before)
+        self.metrics = Metrics()
+        self._metrics_server: Any = None
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
@@ -189,6 +193,9 @@ class Daemon:
             )
         self.state = "running"
         self._guard("status", self._write_status, now)
+        port = self.settings.daemon.metrics_port
+        if port and self._metrics_server is None:
+            self._metrics_server = self._guard("metrics", self.metrics.serve, port)
 
     def reload(self, settings: Settings, now: datetime | None = None) -> None:
         """New settings (SIGHUP): load the model again, keep what was taken.
@@ -251,6 +258,9 @@ class Daemon:
         self.state = "stopped"
         self.recorder.event("info", "daemon_stopped", "nowcast stopped", time=now)
         self._guard("status", self._write_status, now)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
         left = self._guard("store", self.recorder.flush, None) or 0  # no time cap
         if left:
             structlog.get_logger(__name__).error(
@@ -557,4 +567,13 @@ class Daemon:
         return build_status(self, now, report.seconds if report else None)
 
     def _write_status(self, now: datetime, report: StepReport | None = None) -> None:
-        write_status(self.settings.paths.status_file, self.status(now, report))
+        status = self.status(now, report)
+        write_status(self.settings.paths.status_file, status)
+        self._guard("metrics", self._publish_metrics, status)
+
+    def _publish_metrics(self, status: dict) -> None:
+        """The Prometheus metrics of this step (:mod:`nowcast.daemon.metrics`)."""
+        self.metrics.update(json.loads(render_status(status)))
+        name = self.settings.daemon.metrics_file
+        if name:
+            self.metrics.write_textfile(self.settings.paths.state_dir / name)
