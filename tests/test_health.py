@@ -11,7 +11,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from nowcast.cli import main
-from nowcast.daemon.health import CRITICAL, OK, UNKNOWN, WARNING, Thresholds, check_health
+from nowcast.daemon.health import (
+    CRITICAL, OK, UNKNOWN, WARNING, Thresholds, check_health,
+)
 from nowcast.times import iso_z
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
@@ -70,7 +72,8 @@ def test_each_rule(over, code, text):
 def test_old_errors_and_warnings_do_not_count():
     recent = [{"time": iso_z(NOW - timedelta(hours=2)), "level": "error"},
               {"time": iso_z(NOW), "level": "warning"}]
-    assert check_health(_status(errors={"recent": recent}), NOW, Thresholds()).code == OK
+    health = check_health(_status(errors={"recent": recent}), NOW, Thresholds())
+    assert health.code == OK
 
 
 def test_the_worst_check_wins():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "check the running daemon (Nagios/Icinga plugin: exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN)"
+HELP = "check the daemon as a Nagios/Icinga plugin (exit 0 OK, 1 WARN, 2 CRIT, 3 UNKN)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,8 +13,9 @@ returns a :class:`ClientMapping`:
   ``Ncf2MdvField::_setProjType``) and places a grid on a sphere of 6378137 m, so
   of the projection's own CF form (pyproj's ``CRS.to_cf()``, when Mdvx knows the
   kind) and an ``azimuthal_equidistant`` mapping about the origin, both with that
-  ``earth_radius``, the one Mdvx places closest to the exact projection is written, with ``crs_wkt`` (exact, which CF
-  readers such as pyproj prefer) and ``nowcast_mapping_note`` giving the largest
+  ``earth_radius``, the one Mdvx places closest to the exact projection is
+  written, with ``crs_wkt`` (exact, which CF readers such as pyproj prefer) and
+  ``nowcast_mapping_note`` giving the largest
   distance, over the grid, between where Mdvx and the exact projection put a
   point (measured with pyproj; :attr:`ClientMapping.note` repeats it when over
   100 m). With no mapping and an origin: ``azimuthal_equidistant`` about the
@@ -55,7 +56,7 @@ MDVX_MAPPINGS = frozenset({
 #: attributes that state a projection as text, in the order they are tried
 CRS_TEXT_ATTRS = ("proj4_params", "proj4", "proj4text", "crs_wkt", "spatial_ref")
 
-#: mean Earth radius (m) Mdvx and Py-ART use for their own azimuthal equidistant maps
+#: the sphere (m) of an azimuthal equidistant mapping about an origin, no projection
 _EARTH_RADIUS_M = 6371000.0
 
 
@@ -255,7 +256,9 @@ def _cached(key) -> list:
     return []
 
 
-def _client_mapping(key, grid: Grid, origin: Origin | None, keep: bool) -> ClientMapping:
+def _client_mapping(
+    key, grid: Grid, origin: Origin | None, keep: bool
+) -> ClientMapping:
     slot = _cached(key)
     if not slot:
         own = {k: _attr_value(v) for k, v in grid.mapping_attrs.items()}
