@@ -28,6 +28,7 @@ COMMANDS = (
     "simulate",
     "predict",
     "eval",
+    "plot",
     "train",
     "run",
     "health",
