@@ -403,6 +403,7 @@ class MonitorConfig(_Section):
     operational_csi: float = Field(0.4, ge=0, le=1)
     chart_threshold: float = 35.0
     chart_hours: int = Field(48, ge=2)
+    pictures: Literal["auto", "sixel", "tgp", "halfblock"] = "auto"
 
 
 class Settings(_Section):

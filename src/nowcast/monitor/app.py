@@ -16,6 +16,9 @@ Contract
   A loader that fails is shown (a notification and the panel's text), never
   swallowed; a daemon that is down is shown as down, with the last known state;
   nothing at all yet is shown as what to start.
+- The radar panels draw with half blocks, or as terminal images where the
+  terminal draws them (``--pictures``, ``[monitor] pictures``; chosen before the
+  app starts by :func:`nowcast.monitor.pictures.choose_mode`).
 - It never imports torch or pysteps (a test checks).
 - ``clock`` (the current UTC time) is injectable, so tests and pictures of the
   screen are independent of the wall clock.
@@ -41,6 +44,8 @@ from nowcast.monitor.forecasts import FieldCache, find_forecast_set
 from nowcast.monitor.health_panel import HealthPanel
 from nowcast.monitor.help_screen import HelpScreen
 from nowcast.monitor.store_loaders import load_skill, load_training
+from nowcast.monitor.pictures import MODES, PictureMode
+from nowcast.monitor.radar_view import radar_view_class
 from nowcast.monitor.messages import (
     HealthLoaded,
     LoadFailed,
@@ -110,9 +115,14 @@ class MonitorApp(App[None]):
         config_label: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         live: bool = True,
+        pictures: PictureMode | None = None,
     ) -> None:
-        """``live=False`` reads once at start and never again (tests, pictures)."""
+        """``live=False`` reads once at start and never again (tests, pictures).
+
+        ``pictures``: how radar panels draw (half blocks when None).
+        """
         super().__init__()
+        self.pictures = pictures or PictureMode("halfblock", "default")
         self.ws = Workspace(settings, config_label)
         self.clock = clock
         self.live = live
@@ -128,7 +138,10 @@ class MonitorApp(App[None]):
         tabs.can_focus = False  # keys f s t h choose; left/right step the lead
         yield tabs
         with Container(id="panels"):
-            yield ForecastPanel(self.ws, self.cache, id="forecast", classes="panel")
+            yield ForecastPanel(
+                self.ws, self.cache, view_class=radar_view_class(self.pictures),
+                id="forecast", classes="panel",
+            )
             yield HealthPanel(id="health", classes="panel")
             yield SkillPanel(monitor.operational_csi, id="skill", classes="panel")
             yield TrainingPanel(monitor.operational_csi, id="training", classes="panel")
@@ -284,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the daemon's config.toml (default: built-in defaults, relative paths "
         "from the working directory)",
     )
+    parser.add_argument(
+        "--pictures", choices=MODES,
+        help="radar panels as terminal images (sixel, tgp: kitty's protocol) or half "
+        "blocks; auto: images where the terminal draws them, half blocks over plain "
+        "SSH and in tmux (default: [monitor] pictures)",
+    )
     return parser
 
 
@@ -298,7 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"nowcast-monitor: configuration error: {exc}", file=sys.stderr)
         return ConfigError.exit_status
-    MonitorApp(settings, config_label=args.config).run()
+    from nowcast.monitor.pictures import PictureError, choose_mode
+
+    try:  # before the app: the terminal is asked what it draws
+        pictures = choose_mode(args.pictures or settings.monitor.pictures)
+    except PictureError as exc:
+        print(f"nowcast-monitor: {exc}", file=sys.stderr)
+        return 2
+    MonitorApp(settings, config_label=args.config, pictures=pictures).run()
     return 0
 
 

@@ -1,6 +1,6 @@
 """``ForecastPanel``: the newest scan beside the forecast, and the forecast it verifies.
 
-Three :class:`~nowcast.monitor.radar_view.RadarView` side by side, left to right:
+Three radar views (:mod:`~nowcast.monitor.radar_view`) side by side, left to right:
 the earlier forecast valid at the newest scan's time (issued one lead before it),
 the newest observed scan, and the newest forecast at the chosen lead. A panel
 narrower than :data:`THREE_COLUMNS` shows two: the scan and the forecast, or
@@ -16,6 +16,7 @@ arrive as :class:`~nowcast.monitor.messages.FieldsLoaded`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -42,9 +43,16 @@ class ForecastPanel(Vertical):
     """The live forecast (see the module docstring)."""
 
     def __init__(
-        self, ws: Workspace, cache: FieldCache | None = None, **kwargs
+        self,
+        ws: Workspace,
+        cache: FieldCache | None = None,
+        *,
+        view_class: Any = RadarView,
+        **kwargs,
     ) -> None:
+        """``view_class``: how the three views draw (:func:`radar_view_class`)."""
         super().__init__(**kwargs)
+        self.view_class = view_class
         self.ws = ws
         self.cache = cache or FieldCache()
         self.forecast_set: ForecastSet | None = None
@@ -61,9 +69,9 @@ class ForecastPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="forecast-info")
         with Horizontal(id="radar-row"):
-            yield RadarView(id="view-earlier")
-            yield RadarView(id="view-observed")
-            yield RadarView(id="view-forecast")
+            yield self.view_class(id="view-earlier")
+            yield self.view_class(id="view-observed")
+            yield self.view_class(id="view-forecast")
         yield Static(legend(), id="forecast-legend")
 
     def on_mount(self) -> None:
@@ -289,14 +297,14 @@ class ForecastPanel(Vertical):
         fs = self.forecast_set or ForecastSet()
         lead_s = self.lead_s
         label = fmt.lead(lead_s)
-        observed = self.query_one("#view-observed", RadarView)
+        observed = self.query_one("#view-observed")
         if fs.observed_path is None:
             observed.show("Observed", None, "no scans yet")
         else:
             field, why = self._field(fs.observed_path)
             title = f"Observed {fmt.hms(fs.observed_time)}"
             observed.show(title, field, why, keep=why == READING)
-        forecast = self.query_one("#view-forecast", RadarView)
+        forecast = self.query_one("#view-forecast")
         lead = self.lead
         if lead is None:
             forecast.show(f"Forecast {label}", None, "no forecast yet")
@@ -309,7 +317,7 @@ class ForecastPanel(Vertical):
             field, why = self._field(lead.path)
             title = f"Forecast {label} \u2192 {fmt.hm(lead.valid_time)}"
             forecast.show(title, field, why, keep=why == READING)
-        earlier = self.query_one("#view-earlier", RadarView)
+        earlier = self.query_one("#view-earlier")
         index = self.lead_index
         found = fs.earlier[index] if index < len(fs.earlier) else None
         if found is None or found.path is None:
