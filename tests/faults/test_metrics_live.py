@@ -43,15 +43,18 @@ def test_metrics_textfile_and_http_endpoint_of_a_running_daemon(daemon_factory):
     d.wait_for(lambda: d.status().get("scans_rejected", 0) >= 1, 30, "a rejection")
     textfile = d.state / "nowcast.prom"
     d.wait_for(lambda: textfile.exists()
-               and "nowcast_forecasts_total 2.0" in textfile.read_text(), 30,
-               "the textfile to count both forecasts")
+               and "nowcast_forecasts_total 2.0" in textfile.read_text()
+               and "nowcast_verified_last_hour{" in textfile.read_text(), 30,
+               "the textfile to count both forecasts and the verified lead")
     from_file = _samples(textfile.read_text())
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         assert r.status == 200
         from_http = _samples(r.read().decode())
     for samples in (from_file, from_http):
         assert samples[("nowcast_scans_taken_total", ())] == 9
-        assert samples[("nowcast_scans_rejected_total", ())] == 1
+        assert samples[("nowcast_scans_rejected_total", (("reason", "unreadable"),))] == 1
+        assert samples[("nowcast_scans_rejected_total", (("reason", "outlier"),))] == 0
+        assert samples[("nowcast_forecasts_failed_total", ())] == 0
         assert samples[("nowcast_forecasts_total", ())] == 2
         assert samples[("nowcast_forecast_latency_seconds_count", ())] == 2
         assert samples[("nowcast_up", ())] == 1
@@ -60,9 +63,18 @@ def test_metrics_textfile_and_http_endpoint_of_a_running_daemon(daemon_factory):
         assert 0 <= samples[("nowcast_newest_scan_age_seconds", ())] < 600
         assert samples[("nowcast_model_in_use", ())] == 0  # no checkpoint here
         assert any(k[0] == "nowcast_model_info" for k in samples)
+        # the first set's t+5 was verified by the ninth scan: the hour's skill
+        verified = {dict(k[1])["method"]: v for k, v in samples.items()
+                    if k[0] == "nowcast_verified_last_hour"
+                    and dict(k[1])["lead_seconds"] == "300"}
+        assert verified and all(v == 1 for v in verified.values()), verified
+        hour = [k for k in samples if k[0] == "nowcast_csi_last_hour"]
+        assert {dict(k[1])["lead_seconds"] for k in hour} == {"300"}
+        assert all(0 <= samples[k] <= 1 for k in hour)
     assert d.stop() == 0
     final = _samples(textfile.read_text())
     assert final[("nowcast_up", ())] == 0
     record("Prometheus metrics of a running daemon",
            "textfile parsed by prometheus_client; /metrics scraped over HTTP",
-           "counts, latency histogram, buffer, age, model; up 0 after stop")
+           "counts, rejections by reason, latency histogram, buffer, age, model, "
+           "CSI of the last hour; up 0 after stop")

@@ -42,6 +42,7 @@ one. :meth:`~Daemon.step` returns a :class:`StepReport` of what it did.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -70,12 +71,14 @@ from nowcast.daemon.models import (
     probe_input,
 )
 from nowcast.daemon.recorder import Recorder
+from nowcast.daemon.reject_reasons import reason_label
 from nowcast.daemon.schedule import next_retrain
-from nowcast.daemon.metrics import Metrics
-from nowcast.daemon.status_file import build_status, render_status, write_status
+from nowcast.daemon.metrics import RECENT_SKILL_EVERY_S, RECENT_SKILL_S, Metrics
+from nowcast.daemon.status_file import build_status, render_status
 from nowcast.daemon.verify import LiveVerifier
 from nowcast.daemon.watcher import PathQueue
 from nowcast.errors import ForecastWriteError
+from nowcast.fsutil import write_text_atomic
 from nowcast.pipeline import WriteOptions
 from nowcast.times import utc_now
 from nowcast.model.device import resolve_device
@@ -119,7 +122,10 @@ class Daemon:
         self.recorder = Recorder(settings.paths.store, clock)
         self.state = "created"
         self.started: datetime | None = None
-        self.counts = dict(taken=0, rejected=0, duplicates=0, forecasts=0, scores=0)
+        self.counts = dict(taken=0, rejected=0, duplicates=0, forecasts=0, scores=0,
+                           forecast_failures=0)
+        self.rejected_by_reason: collections.Counter[str] = collections.Counter()
+        self._recent_skill_at: tuple[int, datetime] | None = None
         self.last_scan: dict[str, Any] | None = None
         self.last_forecast: dict[str, Any] | None = None
         self.last_verification: dict[str, Any] | None = None
@@ -334,6 +340,7 @@ class Daemon:
             return
         if taken.kind == "rejected":
             self.counts["rejected"] += 1
+            self.rejected_by_reason[reason_label(taken.reason)] += 1
             report.rejected.append((path, taken.reason))
             where = (
                 f"moved to {taken.moved}" if taken.moved
@@ -388,6 +395,7 @@ class Daemon:
             reason = f"an outlier: {why}"
             taken = self.intake.set_aside(entry.path, entry.time, reason, now)
             self.counts["rejected"] += 1
+            self.rejected_by_reason[reason_label(reason)] += 1
             report.rejected.append((entry.path, reason))
             self.recorder.event(
                 "warning", "rejected_scan",
@@ -463,6 +471,7 @@ class Daemon:
                 f"{type(exc).__name__}: {exc}"
             )
             report.write_failures.append(message)
+            self.counts["forecast_failures"] += 1
             self.recorder.event(
                 "error", "forecast_failed",
                 f"forecast {issue:%FT%TZ} failed, retried in {wait:g} s: {message}",
@@ -567,13 +576,35 @@ class Daemon:
         return build_status(self, now, report.seconds if report else None)
 
     def _write_status(self, now: datetime, report: StepReport | None = None) -> None:
-        status = self.status(now, report)
-        write_status(self.settings.paths.status_file, status)
-        self._guard("metrics", self._publish_metrics, status)
+        text = render_status(self.status(now, report))
+        write_text_atomic(self.settings.paths.status_file, text)
+        self._guard("metrics", self._publish_metrics, text, now)
 
-    def _publish_metrics(self, status: dict) -> None:
+    def _publish_metrics(self, status_text: str, now: datetime) -> None:
         """The Prometheus metrics of this step (:mod:`nowcast.daemon.metrics`)."""
-        self.metrics.update(json.loads(render_status(status)))
+        self.metrics.update(json.loads(status_text))
+        self._update_recent_skill(now)
         name = self.settings.daemon.metrics_file
         if name:
             self.metrics.write_textfile(self.settings.paths.state_dir / name)
+
+    def _update_recent_skill(self, now: datetime) -> None:
+        """CSI by lead over the last hour, from the store: when new scores were
+        recorded, else at most once a minute (issue times from an hour before the
+        newest scan, so that a replay of old scans is scored like a live feed)."""
+        scored = self.counts["scores"]
+        last = self._recent_skill_at
+        if (last is not None and scored == last[0]
+                and (now - last[1]).total_seconds() < RECENT_SKILL_EVERY_S):
+            return
+        self._recent_skill_at = (scored, now)
+        newest = self.buffer.newest.time if self.buffer.newest is not None else now
+        since = newest - timedelta(seconds=RECENT_SKILL_S)
+        from nowcast.store import MetricsReader, StoreError
+
+        try:
+            with MetricsReader(self.settings.paths.store) as reader:
+                rows = reader.skill(since=since)
+        except StoreError:
+            rows = []  # no store yet, or it is unreadable: the recorder says so
+        self.metrics.update_recent_skill(rows)

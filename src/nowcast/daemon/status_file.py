@@ -15,13 +15,14 @@ are ``null``. The keys (``version`` 1):
   file, or null for defaults), ``input_dir``, ``output_dir``;
 - ``last_scan``: ``time`` (scan time), ``path``, ``age_s`` (now - scan time),
   ``taken`` (when the daemon read it); ``scans_taken``, ``scans_rejected``,
-  ``duplicates``;
+  ``scans_rejected_by_reason`` (counts by :mod:`~nowcast.daemon.reject_reasons`
+  label), ``duplicates``;
 - ``buffer``: ``fill`` (consecutive scans ending at the newest), ``capacity``,
   ``held``, ``oldest``, ``newest``, ``complete``;
 - ``last_forecast``: ``issue_time``, ``method``, ``model``, ``latency_s`` (the
   scan's close to the last file in place), ``seconds`` (forecast + write),
   ``files``, ``output_dir``, ``written`` (clock time), ``fallback_reason``;
-  ``forecasts_written``;
+  ``forecasts_written``, ``forecasts_failed`` (attempts that failed, retried);
 - ``model``: ``method`` (what forecasts now), ``name``, ``checkpoint``,
   ``checkpoint_time`` (its mtime), ``loaded`` (clock time), ``fallback``,
   ``fallback_reason`` (why the model is not used), ``last_reload`` (``time``,
@@ -108,6 +109,9 @@ def build_status(daemon: Any, now: datetime, step_s: float | None = None) -> dic
         "last_scan": last,
         "scans_taken": daemon.counts["taken"],
         "scans_rejected": daemon.counts["rejected"],
+        "scans_rejected_by_reason": dict(
+            sorted(getattr(daemon, "rejected_by_reason", {}).items())
+        ),
         "duplicates": daemon.counts["duplicates"],
         "buffer": {
             "fill": b.fill,
@@ -119,6 +123,7 @@ def build_status(daemon: Any, now: datetime, step_s: float | None = None) -> dic
         },
         "last_forecast": daemon.last_forecast,
         "forecasts_written": daemon.counts["forecasts"],
+        "forecasts_failed": daemon.counts.get("forecast_failures", 0),
         "model": daemon.models.describe(),
         "device": daemon.device,
         "queue_length": daemon.intake.pending,
