@@ -63,8 +63,37 @@ def test_without_systemd_it_is_a_no_op(tmp_path):
     n = Notifier(environ={})
     assert not n.enabled and not n.ready() and not n.watchdog()
     gone = Notifier(environ={"NOTIFY_SOCKET": str(tmp_path / "missing.sock")})
-    assert not gone.watchdog()  # logged once, then quiet; never raises
-    assert not gone.enabled
+    assert not gone.watchdog()  # never raises
+    assert gone.failing and gone.failures == 1
+
+
+def test_a_socket_that_comes_back_gets_the_next_ping(tmp_path, capsys):
+    """systemd re-executing (or a full queue) must not silence the watchdog for
+    good: the notifier tries again with every message and logs the spell once."""
+    path = tmp_path / "notify.sock"
+    n = Notifier(environ={"NOTIFY_SOCKET": str(path)})
+    assert not n.watchdog() and not n.status("x")  # no socket yet
+    assert n.failing and n.failures == 2
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    try:
+        assert n.watchdog()
+        assert sock.recv(100) == b"WATCHDOG=1"
+        assert not n.failing
+        # a full queue (EAGAIN): nobody reads; the notifier keeps going
+        sent = 0
+        while n.watchdog():
+            sent += 1
+            assert sent < 100_000
+        assert n.failing
+        received(sock)  # the reader drains the queue
+        assert n.watchdog() and not n.failing
+    finally:
+        sock.close()
+        n.close()
+    logged = capsys.readouterr()
+    text = logged.out + logged.err
+    assert text.count("sd_notify failed") <= 2  # once a spell, not once a message
 
 
 def test_watchdog_period_follows_systemd():

@@ -12,8 +12,14 @@ Contract
   (``WATCHDOG=1``, sent only while the loop is healthy), :meth:`~Notifier.status`
   (``STATUS=`` one line for ``systemctl status``), :meth:`~Notifier.reloading`
   and :meth:`~Notifier.stopping`.
-- Sending never raises: a vanished socket is logged once and the notifier goes
-  quiet (systemd restarts a unit whose watchdog pings stop).
+- Sending never raises. A failed send (the socket's queue full: EAGAIN,
+  ENOBUFS; the socket missing or refusing while systemd re-executes) is logged
+  once for the spell, the socket is reopened and every later message is tried
+  again; the first one that goes through logs that notifications work again.
+  :attr:`~Notifier.failures` counts the failed sends. So a passing hiccup never
+  silences the watchdog for good (which would have systemd kill a healthy
+  daemon), and a socket gone for good costs one failed non-blocking syscall a
+  message.
 - :func:`watchdog_period` is how often to ping: half of ``$WATCHDOG_USEC`` when
   systemd set it for this process (``$WATCHDOG_PID`` unset or ours), capped by the
   configured period.
@@ -55,11 +61,18 @@ class Notifier:
         env = os.environ if environ is None else environ
         self.socket_path = socket_path or env.get("NOTIFY_SOCKET") or None
         self._sock: socket.socket | None = None
-        self._broken = False
+        self._failing = False
+        self.failures = 0
 
     @property
     def enabled(self) -> bool:
-        return self.socket_path is not None and not self._broken
+        """Whether systemd asked for notifications (``$NOTIFY_SOCKET`` set)."""
+        return self.socket_path is not None
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last send failed."""
+        return self._failing
 
     def send(self, *lines: str) -> bool:
         """Send ``KEY=value`` lines in one datagram; True when it was sent."""
@@ -72,13 +85,19 @@ class Notifier:
                 self._sock.setblocking(False)
             self._sock.sendto(payload, _address(self.socket_path))
         except OSError as exc:
-            log.warning(
-                "sd_notify failed; no more notifications",
-                socket=self.socket_path, error=str(exc),
-            )
-            self._broken = True
-            self.close()
+            self.failures += 1
+            if not self._failing:
+                log.warning(
+                    "sd_notify failed; tried again with each message",
+                    socket=self.socket_path, error=str(exc),
+                )
+            self._failing = True
+            self.close()  # a fresh socket next time
             return False
+        if self._failing:
+            log.info("sd_notify works again", socket=self.socket_path,
+                     failed=self.failures)
+            self._failing = False
         return True
 
     def ready(self, status: str | None = None) -> bool:
