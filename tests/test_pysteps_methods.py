@@ -1,4 +1,4 @@
-"""pysteps' extrapolation, S-PROG and ANVIL behind the forecaster interface."""
+"""pysteps' extrapolation, S-PROG, ANVIL and LINDA behind the forecaster interface."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_interval_defaults_to_the_frame_step_and_scales_motion(pysteps):
     np.testing.assert_allclose(half.motion[0, 0][frames[-1, 0] >= 35], 6.67, atol=0.3)
 
 
-@pytest.mark.parametrize("name", ["sprog", "anvil"])
+@pytest.mark.parametrize("name", ["sprog", "anvil", "linda"])
 def test_sprog_and_anvil_forecast_a_moving_cell(pysteps, capsys, name):
     frames, times, truth = cell_case(nz=2, size=64, speed_px=(1.5, 1.0))
     frames[:, :, :, :4] = np.nan
@@ -146,7 +146,7 @@ def test_anvil_needs_ar_order_plus_two_frames(pysteps):
 def test_no_echo_gives_the_floor_and_no_motion(pysteps):
     frames, times, _ = cell_case(n_out=0, nz=2, size=32)
     frames[:] = 0.0
-    for name in ("extrapolation", "sprog", "anvil"):
+    for name in ("extrapolation", "sprog", "anvil", "linda"):
         result = get_forecaster(name).forecast(frames, times, 2, dx_m=DX_M)
         assert (result.dbz == 0.0).all(), name
         assert (result.motion == 0.0).all(), name
@@ -186,3 +186,46 @@ def test_sprog_survives_a_nearly_dry_real_case():
     )
     assert result.dbz.shape == (7, 1, 250, 250)
     assert result.info["sprog_extrapolated_levels"] == [0]
+
+
+def test_linda_settings_frames_and_its_fallback(pysteps, monkeypatch):
+    from nowcast.config import LindaConfig
+
+    settings = Settings(baselines={"linda": LindaConfig(ari_order=2,
+                                                         max_num_features=9)})
+    f = get_forecaster("linda", settings)
+    assert isinstance(f, pm.Linda)
+    assert (f.ari_order, f.max_num_features, f.feature_method) == (2, 9, "blob")
+    with pytest.raises(ForecasterError, match="ari_order is 1 or 2"):
+        pm.Linda(ari_order=3)
+    frames, times, truth = cell_case(n_in=3, n_out=2, nz=1, size=48)
+    with pytest.raises(ForecasterError, match="needs 4 frames"):
+        f.forecast(frames, times, 2, dx_m=DX_M)
+    # a level LINDA cannot fit is extrapolated, and said so
+    real = pm.import_pysteps().linda
+    monkeypatch.setattr(pm.import_pysteps(), "linda",
+                        lambda *a, **k: (_ for _ in ()).throw(ValueError("no blob")))
+    result = get_forecaster("linda").forecast(frames, times, 2, dx_m=DX_M)
+    assert result.info["linda_extrapolated_levels"] == [0]
+    assert csi(result.dbz[0], truth[0]) > 0.7
+    monkeypatch.setattr(pm.import_pysteps(), "linda", real)
+
+
+def test_linda_beats_extrapolation_on_a_real_convective_case(pysteps):
+    """mch-20150515 at 250 x 250: LINDA (deterministic) is at least as good as
+    extrapolation at 35 dBZ by t+35, its reason to exist (growth and decay)."""
+    from nowcast.radar import pool, read_scan
+
+    files = real_case_files("mch-20150515")[16:31]
+    if len(files) < 15:
+        pytest.skip("shared radar case mch-20150515 not found")
+    scans = [read_scan(f) for f in files]
+    frames = pool(np.stack([s.dbz for s in scans]), 2)
+    times = [s.time for s in scans[:8]]
+    linda = get_forecaster("linda").forecast(frames[:8], times, 7, dx_m=2000.0)
+    extrap = get_forecaster("extrapolation").forecast(frames[:8], times, 7,
+                                                      dx_m=2000.0)
+    assert linda.info["linda_extrapolated_levels"] == []
+    ours = np.mean([csi(linda.dbz[k], frames[8 + k]) for k in range(7)])
+    theirs = np.mean([csi(extrap.dbz[k], frames[8 + k]) for k in range(7)])
+    assert ours >= theirs - 0.01, (ours, theirs)

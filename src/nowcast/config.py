@@ -328,9 +328,18 @@ class ExtrapolationConfig(_Section):
     motion_frames: int = Field(3, ge=2)
 
 
+class LindaConfig(_Section):
+    """pysteps' LINDA, deterministic (the strongest and slowest optical-flow peer)."""
+
+    ari_order: int = Field(1, ge=1, le=2)
+    feature_method: Literal["blob", "domain", "shitomasi"] = "blob"
+    max_num_features: int = Field(25, ge=1)
+
+
 class BaselinesConfig(_Section):
     titan: TitanConfig = TitanConfig()
     extrapolation: ExtrapolationConfig = ExtrapolationConfig()
+    linda: LindaConfig = LindaConfig()
 
 
 class SyntheticConfig(_Section):

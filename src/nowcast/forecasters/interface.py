@@ -58,6 +58,7 @@ REGISTRY: dict[str, str] = {
     "extrapolation": "nowcast.forecasters.pysteps_methods:Extrapolation",
     "sprog": "nowcast.forecasters.pysteps_methods:SProg",
     "anvil": "nowcast.forecasters.pysteps_methods:Anvil",
+    "linda": "nowcast.forecasters.pysteps_methods:Linda",
     "model": "nowcast.forecasters.model:ModelForecaster",
 }
 
