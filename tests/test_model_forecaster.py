@@ -177,3 +177,41 @@ def test_nowcast_predict_with_the_model(ckpt, tmp_path, capsys):
     assert status == 0, text
     assert "2 forecast sets (14 files)" in text
     assert len(list(out.rglob("*.nc"))) == 14
+
+
+def test_network_off_is_the_prior_alone(ckpt, tmp_path, monkeypatch):
+    """``[model] network = false`` forecasts with the network's residual motion and
+    intensity change at zero: exactly what a network whose residual layers are zero
+    forecasts, and not what the trained network does."""
+    frames = cell_frames()
+    kw = dict(device="cpu", dbz_floor=0.0)
+    for cell_prior in (False, True):
+        full = ModelForecaster(ckpt, cell_prior=cell_prior, **kw)
+        with torch.no_grad():  # a network that does correct its prior
+            for conv in full.net.residual_parameters():
+                conv.add_(0.05 * torch.randn_like(conv))
+        alone = ModelForecaster(ckpt, cell_prior=cell_prior, network=False, **kw)
+        zeroed = ModelForecaster(ckpt, cell_prior=cell_prior, **kw)
+        with torch.no_grad():
+            for conv in zeroed.net.residual_parameters():
+                conv.zero_()
+        a = alone.forecast(frames, TIMES, 7, dx_m=2000.0)
+        z = zeroed.forecast(frames, TIMES, 7, dx_m=2000.0)
+        n = full.forecast(frames, TIMES, 7, dx_m=2000.0)
+        np.testing.assert_allclose(a.dbz, z.dbz, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(a.motion, z.motion, atol=1e-5)
+        assert np.nanmax(np.abs(n.dbz - a.dbz)) > 0.5  # the network changes it
+        assert a.info["network"] is False and n.info["network"] is True
+    # through the configuration, as NOWCAST_MODEL__NETWORK=false does it
+    monkeypatch.setenv("NOWCAST_MODEL__NETWORK", "false")
+    monkeypatch.setenv("NOWCAST_DAEMON__DEVICE", "cpu")
+    settings = load_config(None)
+    assert settings.model.network is False
+    fc = get_forecaster("model", settings, checkpoint=ckpt)
+    assert fc.network is False
+
+
+def test_network_off_needs_the_advection_head(tmp_path):
+    plain = make_checkpoint(tmp_path / "plain.pt", head="plain", flow_input=False)
+    with pytest.raises(ForecasterError, match="plain head"):
+        ModelForecaster(plain, device="cpu", network=False)

@@ -183,6 +183,7 @@ class ModelConfig(_Section):
     dbz_min: float = 0.0
     dbz_max: float = 70.0
     cell_prior: CellPriorConfig = CellPriorConfig()
+    network: bool = True  # false: forecast with the prior alone (what the net adds)
 
 
 class PhaseConfig(_Section):

@@ -32,6 +32,12 @@ Contract (on top of :mod:`nowcast.forecasters.interface`)
   coverage; ``motion`` ``(n_leads, 2, y, x)`` m/s (x then y) from the advection
   head's px/step: ``px * dx_m / interval_s`` (None for the ``plain`` head).
   On CUDA the network runs under bf16 autocast (``bf16=True``).
+- ``network=False`` (``[model] network = false``): the prior alone, the same
+  forecaster with the network's residual motion and intensity change switched
+  off (:class:`~nowcast.model.network.ConvLSTM3DNet` with ``network=False``): the
+  last frame moved along the flow and storm-tracked prior the network would
+  correct. The measure of what the network adds. ``info["network"]`` says which;
+  a ``plain`` head has no prior, and refuses it (``ForecasterError``).
 - Levels: the network itself takes any number of levels, but its skill holds
   only for the level count it was trained on (the checkpoint's
   ``data.levels``). Other input raises a ``ForecasterError`` saying so, unless
@@ -84,6 +90,7 @@ class ModelForecaster(Forecaster):
         any_levels: bool = False,
         cell_prior: Any = True,
         tracker: Any = None,
+        network: bool = True,
     ) -> None:
         import torch
 
@@ -104,6 +111,12 @@ class ModelForecaster(Forecaster):
         self.dbz_min = float(data.get("dbz_min", 0.0))
         self.dbz_max = float(data.get("dbz_max", 70.0))
         self.levels = [int(v) for v in data.get("levels") or []]
+        self.network = bool(network)
+        if not self.network and self.net.head != "advection":
+            raise ForecasterError(
+                f"{self.checkpoint.name} has the plain head: there is no prior to "
+                "forecast with when [model] network = false"
+            )
         self.in_frames = int(self.net.in_frames)
         self.out_frames = int(self.net.out_frames)
         self._torch = torch
@@ -123,6 +136,7 @@ class ModelForecaster(Forecaster):
             "levels": self.levels,
             "flow_input": bool(self.net.flow_input),
             "head": self.net.head,
+            "network": self.network,
             "cell_prior": (
                 None if self.cell_prior is None else self.cell_prior.to_dict()
             ),
@@ -137,6 +151,7 @@ class ModelForecaster(Forecaster):
                 checkpoint = settings.paths.production_model
             kwargs.setdefault("device", settings.daemon.device)
             kwargs.setdefault("dbz_floor", settings.radar.dbz_floor)
+            kwargs.setdefault("network", settings.model.network)
             if "cell_prior" not in kwargs:
                 cfg = settings.model.cell_prior
                 kwargs["cell_prior"] = (
@@ -275,9 +290,9 @@ class ModelForecaster(Forecaster):
         with torch.inference_mode():
             if self.bf16:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    out = self.net(x, f, prior)
+                    out = self.net(x, f, prior, network=self.network)
             else:
-                out = self.net(x, f, prior)
+                out = self.net(x, f, prior, network=self.network)
             unit = out.frames[0, :n_leads].float().cpu().numpy()
             motion_px = (
                 None if out.motion is None else out.motion[0, :n_leads].cpu().numpy()

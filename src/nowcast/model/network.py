@@ -21,6 +21,10 @@ Contract
   exactly the frames without the prior. Where ``prior.ceiling`` is given,
   pixels outside the mask are sampled from ``min(last, ceiling)``. ``motion``
   inside the mask is ``prior.disp[k] - prior.disp[k-1]`` plus the residual.
+- ``network=False`` (advection head only): the prior alone, the same forecast
+  with the network's residual motion and intensity change at zero (the cells are
+  not run): the last volume moved along the flow (and ``prior``). It is what the
+  network's own skill is measured against.
 
 Layout
 ------
@@ -242,6 +246,7 @@ class ConvLSTM3DNet(nn.Module):
         x: torch.Tensor,
         flow: torch.Tensor | None = None,
         prior: MotionPrior | None = None,
+        network: bool = True,
     ) -> NetOutput:
         if x.ndim != 5 or x.shape[1] != self.in_frames:
             raise ValueError(
@@ -261,9 +266,12 @@ class ConvLSTM3DNet(nn.Module):
             )
         if prior is not None:
             self._check_prior(prior, b, ny, nx)
+        if not network and self.head != "advection":
+            raise ValueError("network=False (the prior alone) needs the advection head")
         x = x.float()
         states: list[State | None] = [None] * len(self.encoder)
-        for t in range(self.in_frames):
+        skips: list[torch.Tensor] = []
+        for t in range(self.in_frames if network else 0):
             states, skips = self._maybe_checkpoint(
                 self._encoder_step, x[:, t], flow, states
             )
@@ -271,12 +279,15 @@ class ConvLSTM3DNet(nn.Module):
         last = x[:, -1]
         disp = rdisp = None
         frames, motions = [], []
-        inp = states[-1][0]
+        inp = states[-1][0] if network else None
         for k in range(self.out_frames):
-            states, out = self._maybe_checkpoint(
-                self._forecaster_step, inp, states, skips
-            )
-            inp = states[-1][0]
+            if network:
+                states, out = self._maybe_checkpoint(
+                    self._forecaster_step, inp, states, skips
+                )
+                inp = states[-1][0]
+            else:  # the prior alone: no residual motion, no intensity change
+                out = (x.new_zeros((b, 2, ny, nx)), torch.zeros_like(last))
             if self.head == "plain":
                 frames.append(_clamp_unit(out[0]))
                 continue
