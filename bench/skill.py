@@ -11,13 +11,21 @@ from :func:`nowcast.synthetic.generate_sequence` on the pooled grid (250 x 250 a
 2 km, 18 levels), seeds 1000 + i. Scores are aggregate CSI (contingency counts summed
 over all forecasts of a group, then CSI) on the column-maximum composite (the real
 cases have one level, so composite = 3D there), events ``>=`` threshold, pixels
-without coverage left out. Also the mean seconds per forecast of each method.
+without coverage left out. Also the median seconds per forecast of each method.
+
+LINDA (deterministic) is the slowest peer by far: about 25 s a rainy level at
+250 x 250 on two cores, so on 18-level volumes it costs minutes a forecast;
+``--linda-synthetic N`` scores it on the first N synthetic sequences of each
+regime only (default 0: its rows show ``-`` there, and the seconds it took on
+one volume are printed).
 
 Trained models join as more methods: ``--model real2d=models/real2d.pt`` (any
 number) scores that checkpoint through the ``model`` forecaster (with its default
 storm-tracked prior, :mod:`nowcast.forecasters.storm_prior`; ``--flow-only NAME=CKPT``
 scores it with the optical-flow prior alone), on the CPU unless ``--device`` says
-otherwise; a model runs only on the level count it was trained on
+otherwise. Each model also gets the row ``NAME-prior``: the same forecaster with
+the network switched off (``[model] network = false``: its prior alone), so that
+the table shows what the network adds; a model runs only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
 where it does not run. For example, the shipped models' rows::
 
@@ -46,7 +54,7 @@ from nowcast.verification import ScoreAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-METHODS = ("persistence", "titan", "extrapolation", "sprog", "anvil")
+METHODS = ("persistence", "titan", "extrapolation", "sprog", "anvil", "linda")
 THRESHOLDS = (20.0, 35.0)
 N_IN, N_OUT, STRIDE = 8, 7, 5
 
@@ -80,8 +88,10 @@ def synthetic_sequences(
         yield seq.frames, list(seq.times), seq.grid.dx_m
 
 
-def score_group(sequences, methods, forecasters, timings):
+def score_group(sequences, methods, forecasters, timings, limits=None):
+    """Score every method on every sequence; ``limits[m]``: at most that many."""
     accs = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
+    limits = limits or {}
     n = 0
     for frames, times, dx in sequences:
         past, future = frames[:N_IN], frames[N_IN:]
@@ -89,6 +99,8 @@ def score_group(sequences, methods, forecasters, timings):
             runs_on = getattr(forecasters[m], "runs_on", None)
             if runs_on is not None and not runs_on(past.shape[1]):
                 continue  # a model trained on another level count: "-" in the table
+            if m in limits and n >= limits[m]:
+                continue
             t0 = time.perf_counter()
             result = forecasters[m].forecast(
                 past, times[:N_IN], N_OUT, dx_m=dx, interval_s=300
@@ -115,14 +127,16 @@ def markdown(results, methods) -> str:
     leads = " | ".join(f"t+{5 * (k + 1)}" for k in range(N_OUT))
     for group, res in results["groups"].items():
         out.append(f"\n#### {group} ({res['sequences']} sequences)\n")
-        out.append(f"| method | dBZ | {leads} |")
-        out.append("| --- | --- |" + " --- |" * N_OUT)
+        out.append(f"| method | dBZ | {leads} | mean |")
+        out.append("| --- | --- |" + " --- |" * (N_OUT + 1))
         for thr in THRESHOLDS:
             for m in methods:
                 vals = res["csi"][f"{m}@{thr:g}"]
+                finite = [v for v in vals if v is not None and np.isfinite(v)]
+                mean = float(np.mean(finite)) if len(finite) == len(vals) else None
                 cells = " | ".join(
                     "-" if v is None or not np.isfinite(v) else f"{v:.3f}"
-                    for v in vals
+                    for v in [*vals, mean]
                 )
                 out.append(f"| {m} | {thr:g} | {cells} |")
     out.append("\n| method | seconds per forecast (median) |")
@@ -146,6 +160,8 @@ def main() -> None:
     ap.add_argument("--flow-only", action="append", default=[], metavar="NAME=CKPT",
                     help="also score this checkpoint without the storm-tracked prior "
                     "(the optical-flow prior alone, as in training)")
+    ap.add_argument("--linda-synthetic", type=int, default=0, metavar="N",
+                    help="score LINDA on the first N synthetic sequences of a regime")
     ap.add_argument("--seed0", type=int, default=1000,
                     help="first simulator seed of the synthetic sequences")
     ap.add_argument("--device", default="cpu", help="device of the models")
@@ -162,7 +178,11 @@ def main() -> None:
         forecasters[name] = get_forecaster(
             "model", checkpoint=path, device=args.device, cell_prior=prior
         )
-        methods.append(name)
+        forecasters[f"{name}-prior"] = get_forecaster(
+            "model", checkpoint=path, device=args.device, cell_prior=prior,
+            network=False,
+        )
+        methods += [name, f"{name}-prior"]
     timings = defaultdict(list)
     results = {"machine": machine(), "groups": {}}
     overall = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
@@ -197,7 +217,8 @@ def main() -> None:
         seqs = synthetic_sequences(
             regime, args.synthetic, args.levels, args.size, args.seed0
         )
-        accs, n = score_group(seqs, methods, forecasters, timings)
+        limits = {"linda": args.linda_synthetic} if "linda" in methods else {}
+        accs, n = score_group(seqs, methods, forecasters, timings, limits)
         results["groups"][f"synthetic {regime}"] = csi_rows(accs, n)
         print(f"synthetic {regime}: {n} sequences, {time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)
