@@ -227,6 +227,7 @@ class CurriculumConfig(_Section):
     area_ratio_ssim: float = Field(30.0, ge=0)
     motion_loss_weight: float = Field(0.0, ge=0)
     residual_lr_scale: float = Field(0.01, gt=0)
+    select_by: Literal["csi35", "csi20_35"] = "csi35"
     num_workers: int = Field(0, ge=0)
     bf16: bool = True
     compile: bool = False

@@ -10,7 +10,9 @@ Contract
 - ``val``: the same, plus CSI at 35 dBZ of the model by lead in seconds
   (``csi35``), the area ratio at the last lead, and the mean CSI35 over leads of
   the two baselines as extra terms ``csi35_persistence`` and
-  ``csi35_extrapolation`` (so the monitor can chart them beside the losses).
+  ``csi35_extrapolation`` (so the monitor can chart them beside the losses), and
+  the mean CSI at 20 dBZ of the model and the extrapolation (``csi20``,
+  ``csi20_extrapolation``) when the validation has them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def record_epoch_rows(
     terms = dict(val["terms"])
     terms["csi35_persistence"] = val["csi35_persistence_mean"]
     terms["csi35_extrapolation"] = val["csi35_extrapolation_mean"]
+    for key in ("csi20", "csi20_extrapolation"):
+        if f"{key}_mean" in val:
+            terms[key] = val[f"{key}_mean"]
     store.record_epoch(
         run_id,
         phase,

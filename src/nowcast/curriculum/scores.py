@@ -1,4 +1,4 @@
-"""Validation scores during training: loss terms, CSI 35 per lead, area ratio.
+"""Validation scores during training: loss terms, CSI 35 and 20 per lead, area ratio.
 
 Contract
 --------
@@ -10,7 +10,10 @@ their parts with a single ``all_reduce`` before anything is derived.
   ``value >= threshold`` (35 dBZ in unit range), over pixels whose column has
   any coverage (``mask``). Counts are summed over the whole validation set and
   CSI = hits / (hits + misses + false alarms) per lead (aggregate CSI, as
-  :mod:`nowcast.verification` does); NaN for a lead without any event.
+  :mod:`nowcast.verification` does); NaN for a lead without any event. Events
+  are counted at two thresholds: 35 dBZ (``level`` 0, the CSI the rules read)
+  and 20 dBZ (``level`` 1: many more events on winter and small-cell data, so a
+  signal where a few hundred pixels reach 35 dBZ).
 - Three forecasts are scored on the same targets: ``model``; ``persistence``
   (the last input repeated); ``extrapolation``: the last input warped along the
   sample's optical-flow prior with the network's own semi-Lagrangian scheme
@@ -18,6 +21,9 @@ their parts with a single ``all_reduce`` before anything is derived.
 - **Area ratio**: forecast / observed area >= 35 dBZ at the last lead (NaN when
   nothing was observed).
 - **Loss terms**: batch means weighted by the batch size; ``n`` counts samples.
+- :func:`best_key` ranks validations: beating extrapolation (mean CSI35) first,
+  then the mean CSI of ``select_by`` (``"csi35"``, or ``"csi20_35"``: the mean of
+  the two thresholds' means), then the lower loss.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ __all__ = [
 TERMS = ("total", "huber", "high", "ssim", "motion")
 #: the forecasts scored on validation
 FORECASTS = ("model", "persistence", "extrapolation")
+#: event thresholds (dBZ) by level of the tally
+CSI_LEVELS_DBZ = (35.0, 20.0)
+#: how :func:`best_key` picks
+SELECT_BY = ("csi35", "csi20_35")
 
 
 def extrapolate(last: torch.Tensor, flow: torch.Tensor, n_leads: int) -> torch.Tensor:
@@ -78,14 +88,16 @@ def count_events(
 class Tally:
     """Sums of a validation (or a training epoch) in one vector.
 
-    Layout: ``n`` (samples), the :data:`TERMS` (weighted sums), then for each of
-    :data:`FORECASTS` the ``(3, T)`` counts, then the forecast and observed
-    areas at the last lead (model only).
+    Layout: ``n`` (samples), the :data:`TERMS` (weighted sums), then for each
+    level of :data:`CSI_LEVELS_DBZ` and each of :data:`FORECASTS` the ``(3, T)``
+    counts, then the forecast and observed areas at the last lead (model only,
+    35 dBZ).
     """
 
     def __init__(self, n_leads: int, device: str | torch.device = "cpu") -> None:
         self.n_leads = int(n_leads)
-        self.size = 1 + len(TERMS) + 3 * self.n_leads * len(FORECASTS) + 2
+        n_counts = 3 * self.n_leads * len(FORECASTS) * len(CSI_LEVELS_DBZ)
+        self.size = 1 + len(TERMS) + n_counts + 2
         self.values = torch.zeros(self.size, dtype=torch.float64, device=device)
 
     # -- adding ---------------------------------------------------------------
@@ -97,14 +109,14 @@ class Tally:
             value = value.detach().double() if torch.is_tensor(value) else value
             self.values[1 + i] += value * n
 
-    def _counts_slice(self, name: str) -> slice:
-        k = FORECASTS.index(name)
+    def _counts_slice(self, name: str, level: int = 0) -> slice:
+        k = FORECASTS.index(name) + len(FORECASTS) * int(level)
         start = 1 + len(TERMS) + 3 * self.n_leads * k
         return slice(start, start + 3 * self.n_leads)
 
-    def add_events(self, name: str, counts: torch.Tensor) -> None:
-        """Add :func:`count_events` counts of forecast ``name``."""
-        self.values[self._counts_slice(name)] += counts.reshape(-1).to(
+    def add_events(self, name: str, counts: torch.Tensor, level: int = 0) -> None:
+        """Add :func:`count_events` counts of forecast ``name`` at ``level``."""
+        self.values[self._counts_slice(name, level)] += counts.reshape(-1).to(
             self.values.device
         )
 
@@ -142,9 +154,9 @@ class Tally:
             for i, name in enumerate(TERMS)
         }
 
-    def csi(self, name: str) -> list[float]:
+    def csi(self, name: str, level: int = 0) -> list[float]:
         """CSI per lead of forecast ``name`` (NaN where no event at all)."""
-        counts = self.values[self._counts_slice(name)].view(3, self.n_leads)
+        counts = self.values[self._counts_slice(name, level)].view(3, self.n_leads)
         hits, misses, false = counts.tolist()
         out = []
         for h, m, f in zip(hits, misses, false):
@@ -171,6 +183,7 @@ def summarise(tally: Tally) -> dict[str, Any]:
     """
     losses = tally.losses()
     csi = {name: tally.csi(name) for name in FORECASTS}
+    csi20 = {name: tally.csi(name, 1) for name in FORECASTS}
     model_mean = mean_finite(csi["model"])
     extrap_mean = mean_finite(csi["extrapolation"])
     if math.isfinite(extrap_mean):
@@ -187,14 +200,24 @@ def summarise(tally: Tally) -> dict[str, Any]:
         "csi35_mean": model_mean,
         "csi35_extrapolation_mean": extrap_mean,
         "csi35_persistence_mean": mean_finite(csi["persistence"]),
+        "csi20": csi20["model"],
+        "csi20_extrapolation": csi20["extrapolation"],
+        "csi20_mean": mean_finite(csi20["model"]),
+        "csi20_extrapolation_mean": mean_finite(csi20["extrapolation"]),
+        "csi20_persistence_mean": mean_finite(csi20["persistence"]),
         "area_ratio": tally.area_ratio(),
         "beats_extrapolation": bool(beats),
     }
 
 
-def best_key(metrics: dict[str, Any]) -> list[float]:
-    """The ranking key of a validation (larger is better; see step 4)."""
+def best_key(metrics: dict[str, Any], select_by: str = "csi35") -> list[float]:
+    """The ranking key of a validation (larger is better; module contract)."""
+    if select_by not in SELECT_BY:
+        raise ValueError(f"select_by {select_by!r}: one of {', '.join(SELECT_BY)}")
     csi = metrics["csi35_mean"]
+    if select_by == "csi20_35":
+        csi20 = metrics.get("csi20_mean", math.nan)
+        csi = mean_finite([csi, csi20])
     return [
         1.0 if metrics["beats_extrapolation"] else 0.0,
         csi if math.isfinite(csi) else -1.0,

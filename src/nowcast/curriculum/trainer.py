@@ -83,6 +83,7 @@ from nowcast.curriculum.phases import (
 from nowcast.curriculum.progress import Progress
 from nowcast.curriculum.records import record_epoch_rows
 from nowcast.curriculum.scores import (
+    CSI_LEVELS_DBZ,
     Tally,
     best_key,
     count_events,
@@ -163,6 +164,8 @@ class PhaseTrainer:
         self.dbz_min, self.dbz_max = mcfg.dbz_min, mcfg.dbz_max
         span = mcfg.dbz_max - mcfg.dbz_min
         self.csi_threshold = (CSI_DBZ - mcfg.dbz_min) / span
+        self.csi_levels = [(d - mcfg.dbz_min) / span for d in CSI_LEVELS_DBZ]
+        self.select_by = cur.select_by
         self.echo_threshold = (MOTION_ECHO_DBZ - mcfg.dbz_min) / span
         self.motion_weight = float(cur.motion_loss_weight)
         self.bf16 = bool(cur.bf16) and self.device.startswith("cuda")
@@ -316,7 +319,10 @@ class PhaseTrainer:
                     ("persistence", persistence),
                     ("extrapolation", extrap),
                 ):
-                    tally.add_events(name, count_events(pred, target, mask, thr))
+                    for level, value in enumerate(self.csi_levels):
+                        tally.add_events(
+                            name, count_events(pred, target, mask, value), level
+                        )
                 tally.add_area(out.frames, target, mask, thr)
         tally.all_reduce()
         return tally
@@ -353,7 +359,7 @@ class PhaseTrainer:
         """Validate the starting weights: the first best of the phase."""
         val = summarise(self.evaluate("validation"))
         epoch = self.epochs.start - 1
-        self.best = {"epoch": epoch, "key": best_key(val), "start": True, **val}
+        self.best = {"epoch": epoch, "key": best_key(val, self.select_by), "start": True, **val}
         self.best_state = {
             k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()
         }
@@ -384,9 +390,9 @@ class PhaseTrainer:
         self.settled = self.settle.update(val["loss"])
         self.finished = self.settled or epoch == self.epochs.stop - 1
         self.next_epoch = epoch + 1
-        is_best = not self.best or best_key(val) > self.best["key"]
+        is_best = not self.best or best_key(val, self.select_by) > self.best["key"]
         if is_best:
-            self.best = {"epoch": epoch, "key": best_key(val), **val}
+            self.best = {"epoch": epoch, "key": best_key(val, self.select_by), **val}
             self.best_state = {
                 k: v.detach().to("cpu", copy=True)
                 for k, v in self.net.state_dict().items()
@@ -401,6 +407,8 @@ class PhaseTrainer:
             "csi35": val["csi35_mean"],
             "csi35_extrapolation": val["csi35_extrapolation_mean"],
             "csi35_persistence": val["csi35_persistence_mean"],
+            "csi20": val["csi20_mean"],
+            "csi20_extrapolation": val["csi20_extrapolation_mean"],
             "area_ratio": val["area_ratio"],
             "best": is_best,
             "seconds": round(t2 - t0, 2),
