@@ -374,3 +374,40 @@ def test_the_trainers_loss_and_optimiser_teach_a_tiny_net_a_known_motion():
     assert losses[-1] < 0.3 * losses[0], losses[::10]
     with torch.no_grad():  # t+1, lowest level: moved one pixel east
         assert peak(net(x).frames[0, 0, 0]) == peak(target[0, 0, 0])
+
+
+def test_cache_only_trains_without_the_scans(tmp_path, capsys):
+    """Build the archive cache from real files, move the scans away, and train on
+    the cache alone (what a lent GPU machine without the archive does)."""
+    import shutil
+
+    from conftest import moving_cell_scans
+    from nowcast.radar import write_scan
+
+    root = tmp_path
+    cfg = write_config(root)
+    data, cache = root / "data", root / "cache"
+    for case in ("caseA", "caseB"):
+        for s in moving_cell_scans(n=16, nz=2, size=48, speed_px=(2.0, 0.0)):
+            write_scan(s, data / case)
+    common = ["train", "--config", str(cfg), "--phase", "1", "--epochs", "1",
+              "--synthetic", "0", "--size", "24", "--sequences", "4",
+              "--device", "cpu", "--cache", str(cache), "--split", "cases"]
+    assert main([*common, "--data", str(data), "--out", str(root / "a")]) == 0
+    shutil.rmtree(data)  # the scans are gone; the cache stays
+    capsys.readouterr()
+    assert main([*common, "--cache-only", "--out", str(root / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "phase 1" in out
+    assert (root / "b" / "phase1_best.pt").is_file()
+    assert (cache / "manifest.json").is_file()  # not rebuilt away
+    # refusals: with --data, and a cache made for another pool factor
+    assert main([*common, "--cache-only", "--data", str(root)]) == 2
+    assert "leave out --data" in capsys.readouterr().err
+    other = root / "other.toml"
+    other.write_text(cfg.read_text() + "[grid]\npool_factor = 4\n")
+    rc = main(["train", "--config", str(other), "--phase", "1", "--epochs", "1",
+               "--synthetic", "0", "--device", "cpu", "--cache", str(cache),
+               "--cache-only"])
+    assert rc == 1
+    assert "grid.pool_factor = 2" in capsys.readouterr().err

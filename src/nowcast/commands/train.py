@@ -115,6 +115,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="archive cache (default: paths.state_dir/train_cache)",
     )
     p.add_argument(
+        "--cache-only",
+        action="store_true",
+        help="train on the archive cache as it is, without --data (a machine that "
+        "has the cache but not the scans)",
+    )
+    p.add_argument(
         "--export",
         type=Path,
         metavar="FILE",
@@ -143,6 +149,8 @@ def _check(args) -> str | None:
         return "--synthetic must be >= 0"
     if args.size is not None and args.size < 16:
         return "--size must be >= 16 (the simulator's smallest grid)"
+    if args.cache_only and args.data:
+        return "--cache-only trains on the cache as it is: leave out --data"
     if args.resume_from is not None and not args.resume_from.is_file():
         return f"--resume-from {args.resume_from}: no such file"
     return None
@@ -174,6 +182,7 @@ def run(args, settings) -> int:
         batch_size=args.batch_size,
         cache_dir=args.cache,
         split=args.split,
+        cache_only=args.cache_only or None,
     )
     request = TrainRequest(
         phases=[1, 2, 3] if args.curriculum else [args.phase or 1],

@@ -15,7 +15,11 @@ Contract
   or key; a data dir's name holds out every case under it). Training windows
   are augmented (``curriculum.augment``) and randomly cropped to ``size`` when
   given; validation and holdout windows are centre-cropped, never augmented.
-  Flow: the cached Lucas-Kanade prior.
+  Flow: the cached Lucas-Kanade prior. With ``cache_only`` the cache in
+  ``cache_dir`` is used as it is, neither read from nor checked against any data
+  dir (a machine that has the cache but not the scans, e.g. a lent GPU); a cache
+  made with another ``grid.pool_factor``, ``radar.dbz_floor`` or
+  ``grid.interval_s`` is refused.
 - **Simulated storms** (``synthetic`` a epoch): fresh storms every epoch
   (:class:`~.datasets.SyntheticSequenceDataset`, seed ``seed``), rendered on a
   ``size`` (default ``synthetic.size / grid.pool_factor``) grid of ``levels``
@@ -69,6 +73,7 @@ class DataSpec:
     seed: int = 0
     num_workers: int = 0
     split: str = "tail"
+    cache_only: bool = False
 
 
 def spec_from(settings: Settings, **overrides: Any) -> DataSpec:
@@ -212,25 +217,53 @@ def _expand_holdout(holdout: Sequence[str], keys: Sequence[str]) -> list[str]:
     return out
 
 
+def _open_cache(settings: Settings, cache_dir: Path | None):
+    """The archive cache as it is (``cache_only``), if made for these settings."""
+    from nowcast.curriculum.archive_cache import ArchiveCache
+
+    if cache_dir is None:
+        raise NowcastError("--cache-only needs the cache folder (--cache DIR)")
+    cache = ArchiveCache.open(cache_dir)
+    wanted = {
+        "grid.pool_factor": (cache.pool_factor, settings.grid.pool_factor),
+        "radar.dbz_floor": (cache.dbz_floor, settings.radar.dbz_floor),
+        "grid.interval_s": (cache.interval_s, float(settings.grid.interval_s)),
+    }
+    for key, (has, want) in wanted.items():
+        if float(has) != float(want):
+            raise NowcastError(
+                f"{cache_dir}: the cache was made with {key} = {has:g}, these "
+                f"settings say {want:g}: rebuild it with --data"
+            )
+    if not cache.cases:
+        raise NowcastError(f"{cache_dir}: the archive cache holds no case")
+    return cache
+
+
 def _archive(settings: Settings, spec: DataSpec):
     """Train, validation and holdout archive datasets, grouped by grid."""
     from nowcast.curriculum.archive_cache_build import build_cache
     from nowcast.curriculum.datasets import ArchiveSequenceDataset
     from nowcast.curriculum.windows import find_windows, split_windows
 
-    missing = [str(d) for d in spec.data_dirs if not Path(d).is_dir()]
-    if missing:
-        raise NowcastError(f"--data / curriculum.data_dirs: not a folder: {missing[0]}")
-    cache = build_cache(
-        spec.data_dirs,
-        spec.cache_dir,
-        pool_factor=settings.grid.pool_factor,
-        dbz_floor=settings.radar.dbz_floor,
-        variable=settings.radar.reflectivity_name or None,
-        interval_s=settings.grid.interval_s,
-        max_gap_factor=settings.daemon.max_gap_factor,
-        pattern=settings.daemon.pattern,
-    )
+    if spec.cache_only:
+        cache = _open_cache(settings, spec.cache_dir)
+    else:
+        missing = [str(d) for d in spec.data_dirs if not Path(d).is_dir()]
+        if missing:
+            raise NowcastError(
+                f"--data / curriculum.data_dirs: not a folder: {missing[0]}"
+            )
+        cache = build_cache(
+            spec.data_dirs,
+            spec.cache_dir,
+            pool_factor=settings.grid.pool_factor,
+            dbz_floor=settings.radar.dbz_floor,
+            variable=settings.radar.reflectivity_name or None,
+            interval_s=settings.grid.interval_s,
+            max_gap_factor=settings.daemon.max_gap_factor,
+            pattern=settings.daemon.pattern,
+        )
     grid = settings.grid
     windows = find_windows(
         cache, n_input=grid.input_frames, n_output=grid.output_frames
@@ -299,7 +332,7 @@ def build_data(settings: Settings, spec: DataSpec) -> TrainData:
         "holdout": {},
     }
     describe: dict[str, Any] = {}
-    if spec.data_dirs:
+    if spec.data_dirs or spec.cache_only:
         archive, info = _archive(settings, spec)
         describe.update(info)
         for name in parts:

@@ -359,7 +359,8 @@ class PhaseTrainer:
         """Validate the starting weights: the first best of the phase."""
         val = summarise(self.evaluate("validation"))
         epoch = self.epochs.start - 1
-        self.best = {"epoch": epoch, "key": best_key(val, self.select_by), "start": True, **val}
+        key = best_key(val, self.select_by)
+        self.best = {"epoch": epoch, "key": key, "start": True, **val}
         self.best_state = {
             k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()
         }

@@ -239,7 +239,7 @@ def _open_store(settings: Settings, request: TrainRequest):
 
 
 def _data(settings: Settings, spec: DataSpec, dist: Dist) -> TrainData:
-    if dist.world > 1 and spec.data_dirs:
+    if dist.world > 1 and spec.data_dirs and not spec.cache_only:
         if dist.is_main:
             data = build_data(settings, spec)
         dist.barrier()
