@@ -63,18 +63,30 @@ _CHILD = """
 import sys
 from nowcast.monitor.pictures import choose_mode
 mode = choose_mode("auto")
-open(sys.argv[1], "w").write(mode.name + "|" + mode.reason)
+from textual_image import _terminal  # an image mode asked the cell size already
+cached = hasattr(_terminal.get_cell_size, "_result")
+open(sys.argv[1], "w").write(f"{mode.name}|{mode.reason}|{cached}")
 """
 
 
-def _in_a_terminal(tmp_path: Path, answers: dict[bytes, bytes]) -> str:
-    """Run choose_mode("auto") in a child on a real pseudo-terminal; the parent is
-    the terminal: it answers each query it reads that starts an ``answers`` key."""
+def _in_a_terminal(
+    tmp_path: Path, answers: dict[bytes, bytes], size=(24, 80, 800, 480)
+) -> str:
+    """Run choose_mode("auto") in a child on a real pseudo-terminal of ``size``
+    (rows, columns, pixel width, pixel height); the parent is the terminal: it
+    answers each query it reads that starts an ``answers`` key."""
+    import fcntl
+    import struct
+    import termios
+
     result = tmp_path / "mode.txt"
     env = {**os.environ, "TERM": "xterm-256color"}
     env.pop("TMUX", None)
     pid, master = pty.fork()
     if pid == 0:  # the child: stdout and stdin are the pty
+        rows, cols, width, height = size
+        fcntl.ioctl(1, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", rows, cols, width, height))
         os.execve(sys.executable, [sys.executable, "-c", _CHILD, str(result)], env)
     seen = b""
     deadline = time.monotonic() + 60
@@ -111,7 +123,7 @@ def _in_a_terminal(tmp_path: Path, answers: dict[bytes, bytes]) -> str:
 def test_auto_asks_a_real_terminal_sixel(tmp_path):
     # DA1 answer with attribute 4: Sixel graphics (xterm -ti vt340, foot, WezTerm)
     found = _in_a_terminal(tmp_path, {b"\x1b[c": b"\x1b[?62;4;22c"})
-    assert found == "sixel|the terminal draws sixel images"
+    assert found == "sixel|the terminal draws sixel images|True"
 
 
 def test_auto_asks_a_real_terminal_kitty(tmp_path):
@@ -119,12 +131,18 @@ def test_auto_asks_a_real_terminal_kitty(tmp_path):
     found = _in_a_terminal(
         tmp_path, {b"\x1b[c": b"\x1b[?62;22c", b"a=q": b"\x1b_Gi=31;OK\x1b\\"}
     )
-    assert found == "tgp|the terminal draws tgp images"
+    assert found == "tgp|the terminal draws tgp images|True"
+
+
+def test_a_terminal_that_reports_no_size_keeps_half_blocks(tmp_path):
+    # textual-image divides by the reported size: never a crash of the monitor
+    found = _in_a_terminal(tmp_path, {b"\x1b[c": b"\x1b[?62;4;22c"}, (0, 0, 0, 0))
+    assert found.startswith("halfblock|textual-image cannot read the terminal's cell")
 
 
 def test_auto_with_a_terminal_that_answers_nothing(tmp_path):
     found = _in_a_terminal(tmp_path, {})
-    assert found == "halfblock|the terminal draws neither Sixel nor kitty images"
+    assert found == "halfblock|the terminal draws neither Sixel nor kitty images|False"
 
 
 def test_field_image_keeps_the_palette_colours_at_any_size():

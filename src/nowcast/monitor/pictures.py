@@ -13,9 +13,12 @@ Contract
   draw (textual-image's query: Sixel first, then TGP) and falls back to half
   blocks when it can draw neither. The query must run before the Textual app
   starts (Textual then owns stdin): :func:`nowcast.monitor.app.main` calls this
-  first. An explicit ``sixel``/``tgp`` without ``textual-image`` is a
-  :class:`PictureError` saying how to install it. The mode says why it was chosen
-  (:attr:`PictureMode.reason`, shown in the help screen and the log).
+  first. For an image mode it also imports textual-image's widgets there, which
+  ask the terminal its cell size in pixels once (cached) for the same reason; a
+  terminal that reports no size gets half blocks. An explicit ``sixel``/``tgp``
+  without ``textual-image`` (or without a size) is a :class:`PictureError`
+  saying why. The mode says why it was chosen (:attr:`PictureMode.reason`; the
+  app keeps it as ``MonitorApp.pictures``).
 - :func:`field_image` turns a 2D dBZ field (north up) into a palette ("P" mode)
   PIL image of the same size in the colours of :mod:`.palette`; resizing a
   palette image takes the nearest pixel, so the classes' colours stay exact at
@@ -90,7 +93,7 @@ def choose_mode(
             raise PictureError(
                 f"pictures = {requested!r} needs textual-image: {INSTALL}"
             )
-        return PictureMode(requested, f"asked for {requested}")
+        return _ready(PictureMode(requested, f"asked for {requested}"), strict=True)
     environ = os.environ if environ is None else environ
     if is_tty is None:
         is_tty = bool(sys.__stdout__ and sys.__stdout__.isatty())
@@ -108,7 +111,22 @@ def choose_mode(
         return PictureMode(
             "halfblock", "the terminal draws neither Sixel nor kitty images"
         )
-    return PictureMode(found, f"the terminal draws {found} images")
+    return _ready(PictureMode(found, f"the terminal draws {found} images"))
+
+
+def _ready(mode: PictureMode, strict: bool = False) -> PictureMode:
+    """Import the image widgets now: their import asks the terminal its cell
+    size, which cannot be done once Textual reads stdin. When that fails (a
+    terminal that reports no size), half blocks, saying why; asked for
+    explicitly (``strict``), a :class:`PictureError`."""
+    try:
+        import textual_image.widget  # noqa: F401
+    except Exception as exc:  # textual-image divides by the reported size
+        why = f"textual-image cannot read the terminal's cell size ({exc!r})"
+        if strict:
+            raise PictureError(f"pictures = {mode.name!r}: {why}") from None
+        return PictureMode("halfblock", why)
+    return mode
 
 
 _LUT = np.array(
