@@ -221,7 +221,7 @@ def warp(field: np.ndarray, displacement: np.ndarray, outval: float) -> np.ndarr
 
 
 class _PystepsForecaster(Forecaster):
-    """What the three share: input filling, motion, output clean-up."""
+    """What the four share: input filling, motion, output clean-up, settings."""
 
     def __init__(
         self,
@@ -246,19 +246,22 @@ class _PystepsForecaster(Forecaster):
     def from_settings(
         cls, settings: Settings | None = None, **kwargs: Any
     ) -> "Forecaster":
-        """Parameters from ``[baselines.extrapolation]`` and ``radar.dbz_floor``."""
-        params: dict[str, Any] = {}
-        if settings is not None:
-            ex = settings.baselines.extrapolation
-            params = {
-                "ar_order": ex.ar_order,
-                "n_cascade_levels": ex.n_cascade_levels,
-                "rain_threshold_dbz": ex.rain_threshold_dbz,
-                "motion_frames": ex.motion_frames,
-                "dbz_floor": settings.radar.dbz_floor,
-            }
+        """Parameters from the settings (:meth:`_settings_params`), then ``kwargs``."""
+        params = cls._settings_params(settings) if settings is not None else {}
         params.update(kwargs)
         return cls(**params)
+
+    @classmethod
+    def _settings_params(cls, settings: Settings) -> dict[str, Any]:
+        """``[baselines.extrapolation]`` and ``radar.dbz_floor``."""
+        ex = settings.baselines.extrapolation
+        return {
+            "ar_order": ex.ar_order,
+            "n_cascade_levels": ex.n_cascade_levels,
+            "rain_threshold_dbz": ex.rain_threshold_dbz,
+            "motion_frames": ex.motion_frames,
+            "dbz_floor": settings.radar.dbz_floor,
+        }
 
     def forecast(
         self,
@@ -288,7 +291,8 @@ class _PystepsForecaster(Forecaster):
         velocity = lucas_kanade_motion(composite, floor)
         motion_s = time.perf_counter() - started
         info: dict[str, Any] = {}
-        dbz = self._run(filled, velocity, timesteps, info)
+        dbz = self._run(filled, velocity, timesteps, info,
+                        dx_m=float(dx_m), frame_step_s=frame_step)
         dbz = np.where(np.isfinite(dbz), np.maximum(dbz, floor), floor)
         dbz = dbz.astype(np.float32)
         dbz[:, ~covered] = np.nan
@@ -307,9 +311,25 @@ class _PystepsForecaster(Forecaster):
         velocity: np.ndarray,
         timesteps: list[float],
         info: dict[str, Any],
+        *,
+        dx_m: float,
+        frame_step_s: float,
     ) -> np.ndarray:
         """``(n_leads, z, y, x)`` dBZ from filled frames; NaN is taken as floor."""
         raise NotImplementedError
+
+    def _extrapolated_level(
+        self, last: np.ndarray, velocity: np.ndarray, timesteps: list[float],
+        displacements: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One level's newest frame extrapolated (rain only), the limit of a
+        method that cannot fit it; ``(leads, displacements)``, the displacements
+        computed once for all such levels."""
+        if displacements is None:
+            displacements = lead_displacements(velocity, timesteps)
+        floor = self.dbz_floor
+        rain = np.where(last >= self.rain_threshold_dbz, last, floor)
+        return np.stack([warp(rain, d, floor) for d in displacements]), displacements
 
     def _need_frames(self, filled: np.ndarray, n: int) -> np.ndarray:
         if filled.shape[0] < n:
@@ -332,7 +352,7 @@ class Extrapolation(_PystepsForecaster):
 
     name = "extrapolation"
 
-    def _run(self, filled, velocity, timesteps, info):
+    def _run(self, filled, velocity, timesteps, info, **_grid):
         displacements = lead_displacements(velocity, timesteps)
         last = filled[-1]
         return np.stack([warp(last, d, self.dbz_floor) for d in displacements])
@@ -343,7 +363,7 @@ class SProg(_PystepsForecaster):
 
     name = "sprog"
 
-    def _run(self, filled, velocity, timesteps, info):
+    def _run(self, filled, velocity, timesteps, info, **_grid):
         ps = import_pysteps()
         used = self._need_frames(filled, self.ar_order + 1)
         r_thr = float(dbz_to_rainrate(self.rain_threshold_dbz))
@@ -378,11 +398,9 @@ class SProg(_PystepsForecaster):
                 # nowcasts/utils.py compute_percentile_mask, seen on knmi-20210110).
                 # S-PROG's limit in all of these is plain extrapolation.
                 extrapolated.append(z)
-                if displacements is None:
-                    displacements = lead_displacements(velocity, timesteps)
-                floor = self.dbz_floor
-                last = np.where(level[-1] >= self.rain_threshold_dbz, level[-1], floor)
-                out[:, z] = [warp(last, d, floor) for d in displacements]
+                out[:, z], displacements = self._extrapolated_level(
+                    level[-1], velocity, timesteps, displacements
+                )
                 continue
             rate, _ = ps.dB_transform(
                 np.asarray(fc, dtype=np.float64), threshold=db_thr, inverse=True
@@ -398,7 +416,7 @@ class Anvil(_PystepsForecaster):
 
     name = "anvil"
 
-    def _run(self, filled, velocity, timesteps, info):
+    def _run(self, filled, velocity, timesteps, info, **_grid):
         ps = import_pysteps()
         used = self._need_frames(filled, self.ar_order + 2)
         r_thr = float(dbz_to_rainrate(self.rain_threshold_dbz))
@@ -453,32 +471,17 @@ class Linda(_PystepsForecaster):
         self.max_num_features = int(max_num_features)
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings | None = None, **kwargs: Any
-    ) -> "Forecaster":
-        """``[baselines.linda]`` and the shared ``[baselines.extrapolation]`` keys."""
-        params: dict[str, Any] = {}
-        if settings is not None:
-            ex, li = settings.baselines.extrapolation, settings.baselines.linda
-            params = {
-                "rain_threshold_dbz": ex.rain_threshold_dbz,
-                "motion_frames": ex.motion_frames,
-                "dbz_floor": settings.radar.dbz_floor,
-                "ari_order": li.ari_order,
-                "feature_method": li.feature_method,
-                "max_num_features": li.max_num_features,
-            }
-        params.update(kwargs)
-        return cls(**params)
+    def _settings_params(cls, settings: Settings) -> dict[str, Any]:
+        """``[baselines.linda]`` beside the shared ``[baselines.extrapolation]``."""
+        li = settings.baselines.linda
+        return {
+            **super()._settings_params(settings),
+            "ari_order": li.ari_order,
+            "feature_method": li.feature_method,
+            "max_num_features": li.max_num_features,
+        }
 
-    def forecast(self, frames, times, n_leads, *, dx_m, interval_s=None,
-                 context=None) -> ForecastResult:
-        self._kmperpixel = float(dx_m) / 1000.0
-        self._step_min = step_seconds(times, None) / 60.0
-        return super().forecast(frames, times, n_leads, dx_m=dx_m,
-                                interval_s=interval_s, context=context)
-
-    def _run(self, filled, velocity, timesteps, info):
+    def _run(self, filled, velocity, timesteps, info, *, dx_m, frame_step_s):
         ps = import_pysteps()
         n_frames = self.ari_order + 2
         if filled.shape[0] < n_frames:
@@ -505,7 +508,7 @@ class Linda(_PystepsForecaster):
                         rate, velocity, steps, feature_method=self.feature_method,
                         max_num_features=self.max_num_features,
                         ari_order=self.ari_order, add_perturbations=False,
-                        kmperpixel=self._kmperpixel, timestep=self._step_min,
+                        kmperpixel=dx_m / 1000.0, timestep=frame_step_s / 60.0,
                     )
                 fc = np.asarray(fc, dtype=np.float64)
                 if fc.shape != out[:, z].shape or not np.any(np.isfinite(fc)):
@@ -513,11 +516,9 @@ class Linda(_PystepsForecaster):
             except (RuntimeError, ValueError, IndexError, np.linalg.LinAlgError):
                 # no feature found, or too little rain to fit: extrapolation
                 extrapolated.append(z)
-                if displacements is None:
-                    displacements = lead_displacements(velocity, timesteps)
-                floor = self.dbz_floor
-                last = np.where(level[-1] >= self.rain_threshold_dbz, level[-1], floor)
-                out[:, z] = [warp(last, d, floor) for d in displacements]
+                out[:, z], displacements = self._extrapolated_level(
+                    level[-1], velocity, timesteps, displacements
+                )
                 continue
             out[:, z] = _rate_to_dbz(fc, r_thr, self.dbz_floor)
         info["levels_skipped"] = skipped
