@@ -74,11 +74,10 @@ from nowcast.daemon.recorder import Recorder
 from nowcast.daemon.reject_reasons import reason_label
 from nowcast.daemon.schedule import next_retrain
 from nowcast.daemon.metrics import RECENT_SKILL_EVERY_S, RECENT_SKILL_S, Metrics
-from nowcast.daemon.status_file import build_status, render_status
+from nowcast.daemon.status_file import build_status, write_status
 from nowcast.daemon.verify import LiveVerifier
 from nowcast.daemon.watcher import PathQueue
 from nowcast.errors import ForecastWriteError
-from nowcast.fsutil import write_text_atomic
 from nowcast.pipeline import WriteOptions
 from nowcast.times import utc_now
 from nowcast.model.device import resolve_device
@@ -576,8 +575,7 @@ class Daemon:
         return build_status(self, now, report.seconds if report else None)
 
     def _write_status(self, now: datetime, report: StepReport | None = None) -> None:
-        text = render_status(self.status(now, report))
-        write_text_atomic(self.settings.paths.status_file, text)
+        text = write_status(self.settings.paths.status_file, self.status(now, report))
         self._guard("metrics", self._publish_metrics, text, now)
 
     def _publish_metrics(self, status_text: str, now: datetime) -> None:

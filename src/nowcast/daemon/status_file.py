@@ -134,9 +134,12 @@ def build_status(daemon: Any, now: datetime, step_s: float | None = None) -> dic
     }
 
 
-def write_status(path: str | Path, status: dict[str, Any]) -> None:
-    """Replace ``path`` with ``status`` as JSON (atomically; raises OSError)."""
-    write_text_atomic(path, render_status(status))
+def write_status(path: str | Path, status: dict[str, Any]) -> str:
+    """Replace ``path`` with ``status`` as JSON (atomically; raises OSError);
+    returns the JSON written (the metrics read it back, rendered once)."""
+    text = render_status(status)
+    write_text_atomic(path, text)
+    return text
 
 
 def read_status(path: str | Path) -> dict[str, Any]:

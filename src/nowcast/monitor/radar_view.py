@@ -27,14 +27,12 @@ from nowcast.monitor.image import RadarImage
 from nowcast.monitor.pictures import PictureMode, field_image, image_widget_class
 
 
-class RadarView(Widget):
-    """A titled radar picture (see the module docstring)."""
+class _ShowsAField:
+    """What both views share: a title, a field or a note, and :meth:`show`."""
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes)
-        self._title = ""
-        self._field: Field | None = None
-        self._message = ""
+    _title = ""
+    _field: Field | None = None
+    _message = ""
 
     @property
     def caption(self) -> str:
@@ -66,24 +64,36 @@ class RadarView(Widget):
         """
         if keep and field is None and self._field is not None:
             return
-        if (title, field, message) != (self._title, self._field, self._message):
-            self._title, self._field, self._message = title, field, message
-            self.refresh()
+        if (title, field, message) == (self._title, self._field, self._message):
+            return
+        previous = self._field
+        self._title, self._field, self._message = title, field, message
+        self._changed(previous)
 
-    def render(self) -> RenderableType:
-        width, height = self.content_size.width, self.content_size.height
-        title = Text(self._title, style="bold", no_wrap=True, overflow="ellipsis")
-        if self._field is None:
-            return Group(title, Text(self._message, style="dim italic"))
-        image = RadarImage(self._field.values, width, max(height - 1, 1))
-        return Group(title, image)
+    def _changed(self, previous: Field | None) -> None:
+        raise NotImplementedError
 
 
 def _title_text(title: str) -> Text:
     return Text(title, style="bold", no_wrap=True, overflow="ellipsis")
 
 
-class GraphicRadarView(Vertical):
+class RadarView(_ShowsAField, Widget):
+    """A titled radar picture (see the module docstring)."""
+
+    def _changed(self, previous: Field | None) -> None:
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        width, height = self.content_size.width, self.content_size.height
+        title = _title_text(self._title)
+        if self._field is None:
+            return Group(title, Text(self._message, style="dim italic"))
+        image = RadarImage(self._field.values, width, max(height - 1, 1))
+        return Group(title, image)
+
+
+class GraphicRadarView(_ShowsAField, Vertical):
     """A titled radar image drawn by a textual-image widget (see the module)."""
 
     def __init__(
@@ -95,13 +105,6 @@ class GraphicRadarView(Vertical):
     ) -> None:
         super().__init__(id=id, classes=classes)
         self._image_class = image_class
-        self._title = ""
-        self._field: Field | None = None
-        self._message = ""
-
-    caption = RadarView.caption
-    field = RadarView.field
-    note = RadarView.note
 
     def compose(self) -> ComposeResult:
         yield Static(_title_text(self._title), classes="radar-title")
@@ -116,21 +119,7 @@ class GraphicRadarView(Vertical):
     def on_mount(self) -> None:
         self._update(None)
 
-    def show(
-        self,
-        title: str,
-        field: Field | None,
-        message: str = "",
-        *,
-        keep: bool = False,
-    ) -> None:
-        """As :meth:`RadarView.show`."""
-        if keep and field is None and self._field is not None:
-            return
-        if (title, field, message) == (self._title, self._field, self._message):
-            return
-        previous = self._field
-        self._title, self._field, self._message = title, field, message
+    def _changed(self, previous: Field | None) -> None:
         if self.is_mounted:
             self._update(previous)
 
