@@ -6,7 +6,9 @@ Run (the full table in BENCHMARKS.md)::
 
 Real cases: every case folder under ``--real`` (default: ../shared/data/radar-cases
 and radar-cases-more), pooled 2 x 2 to 250 x 250, sequences of 15 consecutive scans
-(8 in, 7 out) starting every 5 scans. Synthetic: ``--synthetic`` sequences per regime
+(8 in, 7 out) starting every 5 scans; a case at another step
+(``radar-cases-steps``) is resampled to the step nearest 5 minutes
+(:func:`case_sequences`) and forecast at that step, its leads counted in steps. Synthetic: ``--synthetic`` sequences per regime
 from :func:`nowcast.synthetic.generate_sequence` on the pooled grid (250 x 250 at
 2 km, 18 levels), seeds 1000 + i. Scores are aggregate CSI (contingency counts summed
 over all forecasts of a group, then CSI) on the column-maximum composite (the real
@@ -25,7 +27,8 @@ storm-tracked prior, :mod:`nowcast.forecasters.storm_prior`; ``--flow-only NAME=
 scores it with the optical-flow prior alone), on the CPU unless ``--device`` says
 otherwise. Each model also gets the row ``NAME-prior``: the same forecaster with
 the network switched off (``[model] network = false``: its prior alone), so that
-the table shows what the network adds; a model runs only on the level count it was trained on
+the table shows what the network adds (and ``NAME-unsmoothed`` when the checkpoint
+carries a fitted lead smoothing: the network's frames without it); a model runs only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
 where it does not run. For example, the shipped models' rows::
 
@@ -59,20 +62,34 @@ THRESHOLDS = (20.0, 35.0)
 N_IN, N_OUT, STRIDE = 8, 7, 5
 
 
-def case_sequences(case_dir: Path, interval_s: int = 300):
-    """Yield (frames (15, z, y, x), times) for each sequence of a case."""
+def case_sequences(case_dir: Path, interval_s: int = 300, resample: bool = False):
+    """Yield (frames (15, z, y, x), times, dx) for each sequence of a case.
+
+    The scans must be ``interval_s`` apart; with ``resample`` a case at another
+    step keeps every ``round(interval_s / step)``-th scan (MRMS at 2 min: 4 min,
+    from both offsets) and keeps that step (BoM at 6 and 10 min as they are):
+    windows at a step of their own, their leads counted in steps.
+    """
     files = sorted(case_dir.glob("*/*.nc"))
     scans = [read_scan(f) for f in files]
     frames = np.stack([pool(s.dbz, 2) for s in scans])
     times = [s.time for s in scans]
     dx = scans[0].grid.dx_m * 2
     n = N_IN + N_OUT
-    for start in range(0, len(scans) - n + 1, STRIDE):
-        ts = times[start : start + n]
-        steps = {(b - a) for a, b in zip(ts[:-1], ts[1:])}
-        if steps != {timedelta(seconds=interval_s)}:
-            continue
-        yield frames[start : start + n], ts, dx
+    every = 1
+    if resample and len(times) > 1:
+        step = float(np.median([(b - a).total_seconds()
+                                for a, b in zip(times[:-1], times[1:])]))
+        every = max(1, int(round(interval_s / step)))
+        interval_s = int(round(step * every))
+    for offset in range(every):
+        fr, ts = frames[offset::every], times[offset::every]
+        for start in range(0, len(ts) - n + 1, STRIDE):
+            win = ts[start : start + n]
+            steps = {(b - a) for a, b in zip(win[:-1], win[1:])}
+            if steps != {timedelta(seconds=interval_s)}:
+                continue
+            yield fr[start : start + n], win, dx
 
 
 def synthetic_sequences(
@@ -102,8 +119,9 @@ def score_group(sequences, methods, forecasters, timings, limits=None):
             if m in limits and n >= limits[m]:
                 continue
             t0 = time.perf_counter()
+            step = (times[1] - times[0]).total_seconds()
             result = forecasters[m].forecast(
-                past, times[:N_IN], N_OUT, dx_m=dx, interval_s=300
+                past, times[:N_IN], N_OUT, dx_m=dx, interval_s=step
             )
             timings[m].append(time.perf_counter() - t0)
             for k in range(N_OUT):
@@ -183,6 +201,12 @@ def main() -> None:
             network=False,
         )
         methods += [name, f"{name}-prior"]
+        if forecasters[name].spread_m_s:  # a fitted lead smoothing: also without it
+            forecasters[f"{name}-unsmoothed"] = get_forecaster(
+                "model", checkpoint=path, device=args.device, cell_prior=prior,
+                smoothing=False,
+            )
+            methods.append(f"{name}-unsmoothed")
     timings = defaultdict(list)
     results = {"machine": machine(), "groups": {}}
     overall = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
@@ -194,7 +218,7 @@ def main() -> None:
             if args.cases and case.name not in args.cases:
                 continue
             t0 = time.perf_counter()
-            accs, n = score_group(case_sequences(case), methods, forecasters, timings)
+            accs, n = score_group(case_sequences(case, resample=True), methods, forecasters, timings)
             if n == 0:
                 continue
             results["groups"][case.name] = csi_rows(accs, n)

@@ -248,6 +248,35 @@ def test_retrain_with_a_candidate_records_the_decision(archive, tmp_path):
     production.unlink()
 
 
+def test_a_trained_candidate_is_judged_with_productions_lead_smoothing(
+    archive, tmp_path, monkeypatch
+):
+    """The training child stands in (it writes a tiny checkpoint where --export
+    says); production carries a fitted lead smoothing; the candidate that is
+    scored and promoted has it too."""
+    from nowcast.model.checkpoint import load_checkpoint, save_checkpoint
+    from nowcast.retrain import retraining
+
+    s = archive
+    production = s.paths.production_model
+    prod = make_checkpoint(tmp_path / "prod.pt", levels=(3,))
+    state = load_checkpoint(prod)
+    state["lead_smoothing"] = {"spread_m_s": [1.5, 1.0]}
+    save_checkpoint(production, state)
+
+    def fake_training(cmd, log_path, timeout_s):
+        make_checkpoint(Path(cmd[cmd.index("--export") + 1]), levels=(3,))
+
+    monkeypatch.setattr(retraining, "run_training", fake_training)
+    try:
+        result = retrain(s, dry_run=True)
+        fit = load_checkpoint(result.candidate).get("lead_smoothing")
+        assert fit["spread_m_s"] == [1.5, 1.0]
+        assert fit["carried_from"] == str(production)
+    finally:
+        production.unlink()
+
+
 def test_retrain_refuses_too_few_heldout_sequences_and_records_why(tmp_path):
     s = retrain_workspace(tmp_path, min_heldout_sequences=50)
     fill_archive(s)

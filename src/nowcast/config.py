@@ -184,6 +184,7 @@ class ModelConfig(_Section):
     dbz_max: float = 70.0
     cell_prior: CellPriorConfig = CellPriorConfig()
     network: bool = True  # false: forecast with the prior alone (what the net adds)
+    smoothing: bool = True  # false: ignore the checkpoint's fitted lead smoothing
 
 
 class PhaseConfig(_Section):

@@ -38,6 +38,15 @@ Contract (on top of :mod:`nowcast.forecasters.interface`)
   last frame moved along the flow and storm-tracked prior the network would
   correct. The measure of what the network adds. ``info["network"]`` says which;
   a ``plain`` head has no prior, and refuses it (``ForecasterError``).
+- **Lead smoothing**: a checkpoint may carry per-lead spreads in m/s
+  (``state["lead_smoothing"]["spread_m_s"]``, fitted on verification windows by
+  ``bench/fit_smoothing.py``, :mod:`nowcast.forecasters.lead_smoothing`): lead
+  ``k`` of the network's forecast is blurred in linear Z by a Gaussian of
+  ``spread[k] * lead_s`` metres (in pixels of this grid), so the scales it
+  cannot place fade with lead, in the fit's ``mode`` (``blur``, ``matched``,
+  ``max``: :func:`~nowcast.forecasters.lead_smoothing.smooth_leads`). Part of the model, so
+  ``network=False`` leaves it out too; ``smoothing=False`` (``[model] smoothing
+  = false``) gives the network's frames unsmoothed. ``info["lead_smoothing_m_s"]``.
 - Levels: the network itself takes any number of levels, but its skill holds
   only for the level count it was trained on (the checkpoint's
   ``data.levels``). Other input raises a ``ForecasterError`` saying so, unless
@@ -91,6 +100,7 @@ class ModelForecaster(Forecaster):
         cell_prior: Any = True,
         tracker: Any = None,
         network: bool = True,
+        smoothing: bool = True,
     ) -> None:
         import torch
 
@@ -117,6 +127,10 @@ class ModelForecaster(Forecaster):
                 f"{self.checkpoint.name} has the plain head: there is no prior to "
                 "forecast with when [model] network = false"
             )
+        fit = self.meta.get("lead_smoothing") or {}
+        spread = [float(v) for v in fit.get("spread_m_s") or []]
+        self.spread_m_s = spread if (smoothing and self.network and any(spread)) else []
+        self.smoothing_mode = str(fit.get("mode", "blur"))
         self.in_frames = int(self.net.in_frames)
         self.out_frames = int(self.net.out_frames)
         self._torch = torch
@@ -137,6 +151,7 @@ class ModelForecaster(Forecaster):
             "flow_input": bool(self.net.flow_input),
             "head": self.net.head,
             "network": self.network,
+            "lead_smoothing_m_s": self.spread_m_s or None,
             "cell_prior": (
                 None if self.cell_prior is None else self.cell_prior.to_dict()
             ),
@@ -152,6 +167,7 @@ class ModelForecaster(Forecaster):
             kwargs.setdefault("device", settings.daemon.device)
             kwargs.setdefault("dbz_floor", settings.radar.dbz_floor)
             kwargs.setdefault("network", settings.model.network)
+            kwargs.setdefault("smoothing", settings.model.smoothing)
             if "cell_prior" not in kwargs:
                 cfg = settings.model.cell_prior
                 kwargs["cell_prior"] = (
@@ -268,6 +284,7 @@ class ModelForecaster(Forecaster):
         context: SequenceContext | None = None,
     ) -> ForecastResult:
         torch = self._torch
+        from nowcast.forecasters.lead_smoothing import sigmas_px, smooth_leads
         from nowcast.model.normalise import from_unit, to_unit
 
         check_input(frames, times, n_leads)
@@ -304,6 +321,11 @@ class ModelForecaster(Forecaster):
         dbz = np.clip(dbz, self.dbz_floor, max(self.dbz_max, self.dbz_floor))
         uncovered = ~np.isfinite(past[-1])
         dbz = np.where(uncovered[None], np.float32(np.nan), dbz).astype(np.float32)
+        if self.spread_m_s:
+            sigma = sigmas_px(self.spread_m_s, float(dx_m), step, n_leads)
+            dbz = smooth_leads(
+                dbz, sigma, floor=self.dbz_floor, mode=self.smoothing_mode
+            )
         motion = None
         if motion_px is not None:
             motion = (motion_px * (float(dx_m) / step)).astype(np.float32)

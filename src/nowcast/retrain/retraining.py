@@ -19,7 +19,10 @@ daemon's nightly job:
    writing ``checkpoints_dir/retrain-STAMP/`` and the candidate
    ``checkpoints_dir/retrain-STAMP/retrain-STAMP.pt``, its archive cache in
    ``state_dir/retrain/cache``, its log in ``state_dir/retrain/retrain-STAMP.log``
-   (STAMP: the start, UTC ``yyyymmddThhmmssZ``).
+   (STAMP: the start, UTC ``yyyymmddThhmmssZ``). A trained candidate without a
+   lead smoothing takes production's
+   (:func:`~nowcast.forecasters.lead_smoothing.carry_smoothing`), so both are
+   judged with it.
 5. **Score** candidate and production on the held-out sequences
    (:mod:`.heldout`), both on ``daemon.device``. *Production* is what the daemon
    would run, loaded by a :class:`~nowcast.daemon.models.ModelManager` as the
@@ -54,6 +57,7 @@ import numpy as np
 import structlog
 
 from nowcast.forecasters.interface import Forecaster
+from nowcast.forecasters.lead_smoothing import carry_smoothing
 from nowcast.errors import NowcastError, RetrainError
 from nowcast.retrain.child import run_training, train_command
 from nowcast.retrain.decide import Decision, decide
@@ -229,6 +233,9 @@ def _train(settings: Settings, split: ArchiveSplit, stamp: str) -> tuple[Path, P
         raise RetrainError(
             f"training ended without exporting {candidate} (log: {log_path})"
         )
+    if carry_smoothing(p.production_model, candidate):
+        log.info("retraining: the candidate takes production's lead smoothing",
+                 production=str(p.production_model))
     return candidate, log_path
 
 

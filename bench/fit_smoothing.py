@@ -1,0 +1,124 @@
+"""Fit a checkpoint's lead-dependent smoothing on verification windows.
+
+Run (how ``models/real2d.pt`` got its smoothing; see its model card)::
+
+    python bench/fit_smoothing.py --model models/real2d.pt \
+        --real ../shared/data/radar-cases-steps --out models/real2d.pt
+
+The model forecaster (storm-tracked prior, as it forecasts in the daemon) runs
+unsmoothed on every window of the given case folders (pooled 2 x 2; cases at
+another step resampled as in ``bench/skill.py``) and/or ``--synthetic N``
+simulated sequences a regime (seeds from ``--seed0``: keep them apart from the
+skill table's 1000 + i), and
+:func:`nowcast.forecasters.lead_smoothing.fit_spread` picks, lead by lead, the
+spread (m/s; the Gaussian's sigma is spread x lead time, blurred in linear Z at
+each window's own grid spacing and step) with the best mean CSI at 20 and 35 dBZ,
+in ``--mode`` (default ``max``: the larger of the blur and the blur
+probability-matched to the unblurred values).
+The checkpoint is written again (``--out``, atomically) with
+``state["lead_smoothing"]``: the sigmas, every candidate's score, the windows and
+this command. Weights are untouched. Fit on cases the skill table does not
+score (``radar-cases`` and the storms outside ``../shared`` are the test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from skill import N_IN, N_OUT, case_sequences, synthetic_sequences  # noqa: E402
+
+from nowcast.forecasters import get_forecaster  # noqa: E402
+from nowcast.forecasters.lead_smoothing import (  # noqa: E402
+    CANDIDATES_M_S,
+    MODES,
+    fit_spread,
+)
+from nowcast.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def windows(args):
+    for root in args.real:
+        for case in sorted(p for p in root.iterdir() if p.is_dir()):
+            n = 0
+            for frames, times, dx in case_sequences(case, resample=True):
+                n += 1
+                yield case.name, frames, times, dx
+            print(f"{case.name}: {n} windows", file=sys.stderr, flush=True)
+    for regime in args.regimes.split(","):
+        if args.synthetic <= 0 or not regime:
+            break
+        seqs = synthetic_sequences(
+            regime, args.synthetic, args.levels, args.size, args.seed0
+        )
+        for frames, times, dx in seqs:
+            yield f"synthetic {regime}", frames, times, dx
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, type=Path, help="checkpoint to fit")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="checkpoint to write (default: print the fit only)")
+    ap.add_argument("--real", nargs="*", type=Path, default=[])
+    ap.add_argument("--synthetic", type=int, default=0, help="sequences a regime")
+    ap.add_argument("--regimes", default="advection,multicell,supercell")
+    ap.add_argument("--levels", type=int, default=18)
+    ap.add_argument("--size", type=int, default=250)
+    ap.add_argument("--seed0", type=int, default=5000)
+    ap.add_argument("--candidates", default=",".join(f"{c:g}" for c in CANDIDATES_M_S),
+                    help="spreads to try, m/s")
+    ap.add_argument("--mode", choices=MODES, default="max",
+                    help="blur: the blur alone; matched: probability-matched to "
+                    "the unblurred values; max: the larger of the two")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    forecaster = get_forecaster(
+        "model", checkpoint=args.model, device=args.device, smoothing=False,
+        any_levels=False,
+    )
+    t0 = time.perf_counter()
+    sources: dict[str, int] = {}
+
+    def pairs():
+        for name, frames, times, dx in windows(args):
+            if not forecaster.runs_on(frames.shape[1]):
+                continue
+            past, future = frames[:N_IN], frames[N_IN:]
+            step = (times[1] - times[0]).total_seconds()
+            result = forecaster.forecast(past, times[:N_IN], N_OUT, dx_m=dx,
+                                         interval_s=step)
+            sources[name] = sources.get(name, 0) + 1
+            yield result.dbz, future, dx, step
+
+    candidates = [float(c) for c in args.candidates.split(",") if c]
+    fit = fit_spread(pairs(), candidates, mode=args.mode)
+    seconds = time.perf_counter() - t0
+    print(f"{fit.windows} windows, {seconds:.0f} s")
+    print("| lead | " + " | ".join(f"{c:g} m/s" for c in fit.candidates) + " | chosen |")
+    print("| --- " * (len(fit.candidates) + 2) + "|")
+    for k, row in enumerate(fit.scores):
+        cells = " | ".join(f"{v:.3f}" for v in row)
+        print(f"| t+{k + 1} | {cells} | {fit.spread_m_s[k]:g} |")
+    if args.out is None:
+        return
+    state = load_checkpoint(args.model, map_location="cpu")
+    state["lead_smoothing"] = {
+        **fit.to_dict(),
+        "sources": sources,
+        "command": "python bench/fit_smoothing.py " + " ".join(sys.argv[1:]),
+        "seconds": round(seconds, 1),
+    }
+    save_checkpoint(args.out, state)
+    print(f"wrote {args.out} (spread_m_s {fit.spread_m_s})")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
