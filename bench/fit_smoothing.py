@@ -3,7 +3,8 @@
 Run (how ``models/real2d.pt`` got its smoothing; see its model card)::
 
     python bench/fit_smoothing.py --model models/real2d.pt \
-        --real ../shared/data/radar-cases-steps --out models/real2d.pt
+        --real ../shared/data/radar-cases-steps ../shared/data/radar-cases-more \
+        --families bom2,bom66,mrms,knmi --out models/real2d.pt
 
 The model forecaster (storm-tracked prior, as it forecasts in the daemon) runs
 unsmoothed on every window of the given case folders (pooled 2 x 2; cases at
@@ -46,6 +47,8 @@ from nowcast.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E
 def windows(args):
     for root in args.real:
         for case in sorted(p for p in root.iterdir() if p.is_dir()):
+            if args.families and case.name.split("-")[0] not in args.families:
+                continue
             n = 0
             for frames, times, dx in case_sequences(case, resample=True):
                 n += 1
@@ -67,6 +70,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="checkpoint to write (default: print the fit only)")
     ap.add_argument("--real", nargs="*", type=Path, default=[])
+    ap.add_argument("--families", type=lambda v: [f for f in v.split(",") if f],
+                    default=[], help="only cases whose name starts FAMILY- "
+                    "(e.g. bom2,bom66,mrms,knmi)")
     ap.add_argument("--synthetic", type=int, default=0, help="sequences a regime")
     ap.add_argument("--regimes", default="advection,multicell,supercell")
     ap.add_argument("--levels", type=int, default=18)

@@ -53,6 +53,15 @@ def card(path: Path) -> str:
             f"{_f(hold.get('csi35_extrapolation_mean'))}, persistence "
             f"{_f(hold.get('csi35_persistence_mean'))}"
         )
+    fit = state.get("lead_smoothing")
+    if fit:
+        sources = ", ".join(f"{k} {v}" for k, v in (fit.get("sources") or {}).items())
+        out.append(
+            f"- lead smoothing ({fit.get('mode', 'blur')}): spread by lead "
+            f"{fit.get('spread_m_s')} m/s, fitted on {fit.get('windows')} windows"
+            + (f" ({sources})" if sources else "")
+            + (f": `{fit['command']}`" if fit.get("command") else "")
+        )
     for run in state.get("history") or []:
         started = datetime.fromisoformat(run["started"])
         finished = run.get("finished")
