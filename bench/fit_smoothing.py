@@ -33,15 +33,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from skill import N_IN, N_OUT, case_sequences, synthetic_sequences  # noqa: E402
+from skill import N_IN, N_OUT, case_sequences, synthetic_sequences
 
-from nowcast.forecasters import get_forecaster  # noqa: E402
-from nowcast.forecasters.lead_smoothing import (  # noqa: E402
+from nowcast.forecasters import get_forecaster
+from nowcast.forecasters.lead_smoothing import (
     CANDIDATES_M_S,
     MODES,
     fit_spread,
 )
-from nowcast.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from nowcast.model.checkpoint import load_checkpoint, save_checkpoint
 
 
 def windows(args):
@@ -67,26 +67,43 @@ def windows(args):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, type=Path, help="checkpoint to fit")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="checkpoint to write (default: print the fit only)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint to write (default: print the fit only)",
+    )
     ap.add_argument("--real", nargs="*", type=Path, default=[])
-    ap.add_argument("--families", type=lambda v: [f for f in v.split(",") if f],
-                    default=[], help="only cases whose name starts FAMILY- "
-                    "(e.g. bom2,bom66,mrms,knmi)")
+    ap.add_argument(
+        "--families",
+        type=lambda v: [f for f in v.split(",") if f],
+        default=[],
+        help="only cases whose name starts FAMILY- (e.g. bom2,bom66,mrms,knmi)",
+    )
     ap.add_argument("--synthetic", type=int, default=0, help="sequences a regime")
     ap.add_argument("--regimes", default="advection,multicell,supercell")
     ap.add_argument("--levels", type=int, default=18)
     ap.add_argument("--size", type=int, default=250)
     ap.add_argument("--seed0", type=int, default=5000)
-    ap.add_argument("--candidates", default=",".join(f"{c:g}" for c in CANDIDATES_M_S),
-                    help="spreads to try, m/s")
-    ap.add_argument("--mode", choices=MODES, default="max",
-                    help="blur: the blur alone; matched: probability-matched to "
-                    "the unblurred values; max: the larger of the two")
+    ap.add_argument(
+        "--candidates",
+        default=",".join(f"{c:g}" for c in CANDIDATES_M_S),
+        help="spreads to try, m/s",
+    )
+    ap.add_argument(
+        "--mode",
+        choices=MODES,
+        default="max",
+        help="blur: the blur alone; matched: probability-matched to "
+        "the unblurred values; max: the larger of the two",
+    )
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     forecaster = get_forecaster(
-        "model", checkpoint=args.model, device=args.device, smoothing=False,
+        "model",
+        checkpoint=args.model,
+        device=args.device,
+        smoothing=False,
         any_levels=False,
     )
     t0 = time.perf_counter()
@@ -98,8 +115,9 @@ def main() -> None:
                 continue
             past, future = frames[:N_IN], frames[N_IN:]
             step = (times[1] - times[0]).total_seconds()
-            result = forecaster.forecast(past, times[:N_IN], N_OUT, dx_m=dx,
-                                         interval_s=step)
+            result = forecaster.forecast(
+                past, times[:N_IN], N_OUT, dx_m=dx, interval_s=step
+            )
             sources[name] = sources.get(name, 0) + 1
             yield result.dbz, future, dx, step
 
@@ -107,7 +125,9 @@ def main() -> None:
     fit = fit_spread(pairs(), candidates, mode=args.mode)
     seconds = time.perf_counter() - t0
     print(f"{fit.windows} windows, {seconds:.0f} s")
-    print("| lead | " + " | ".join(f"{c:g} m/s" for c in fit.candidates) + " | chosen |")
+    print(
+        "| lead | " + " | ".join(f"{c:g} m/s" for c in fit.candidates) + " | chosen |"
+    )
     print("| --- " * (len(fit.candidates) + 2) + "|")
     for k, row in enumerate(fit.scores):
         cells = " | ".join(f"{v:.3f}" for v in row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from conftest import REPO, SHARED
 
 sys.path.insert(0, str(REPO / "bench"))
-from skill import case_sequences  # noqa: E402
+from skill import case_sequences
 
 STEPS = SHARED / "data" / "radar-cases-steps"
 
@@ -29,7 +30,7 @@ def test_a_two_minute_case_is_read_at_four_minutes_from_both_offsets():
     firsts = set()
     for frames, times, dx in windows:
         assert frames.shape == (15, 1, 250, 250)
-        assert {b - a for a, b in zip(times[:-1], times[1:])} == {timedelta(minutes=4)}
+        assert {b - a for a, b in pairwise(times)} == {timedelta(minutes=4)}
         assert 1800 < dx < 2100  # the file's own x spacing, pooled 2 x 2
         firsts.add(times[0])
     assert len(firsts) == 2 and abs(firsts.pop() - firsts.pop()) == timedelta(minutes=2)
@@ -40,6 +41,6 @@ def test_a_two_minute_case_is_read_at_four_minutes_from_both_offsets():
 def test_a_ten_minute_case_keeps_its_step():
     windows = list(case_sequences(_case("bom66-20201031"), resample=True))
     assert len(windows) == 26  # 144 scans, 15-scan windows every 5 scans
-    frames, times, dx = windows[0]
-    assert {b - a for a, b in zip(times[:-1], times[1:])} == {timedelta(minutes=10)}
+    _, times, dx = windows[0]
+    assert {b - a for a, b in pairwise(times)} == {timedelta(minutes=10)}
     assert dx == pytest.approx(1000.0)

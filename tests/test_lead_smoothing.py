@@ -75,10 +75,12 @@ def test_fit_chooses_no_blur_for_a_perfect_forecast_and_blur_where_cells_drift()
         obs = np.stack(obs)[:, None]
         perfect.append((obs.copy(), obs, 1000.0, 300.0))
         # lead k's cells are off by k px in a direction that changes each window
-        fc = np.stack([
-            np.roll(obs[k, 0], tuple(rng.choice([-1, 1], 2) * k), axis=(0, 1))
-            for k in range(3)
-        ])[:, None]
+        fc = np.stack(
+            [
+                np.roll(obs[k, 0], tuple(rng.choice([-1, 1], 2) * k), axis=(0, 1))
+                for k in range(3)
+            ]
+        )[:, None]
         drifting.append((fc, obs, 1000.0, 300.0))
     fit = fit_spread(iter(perfect), candidates=(0.0, 1.0, 2.0))
     assert fit.spread_m_s == [0.0, 0.0, 0.0] and fit.windows == 6
@@ -117,7 +119,7 @@ def test_the_model_forecaster_applies_the_checkpoints_fit(tmp_path, monkeypatch)
     state["lead_smoothing"] = {"spread_m_s": spread, "mode": "max"}
     fitted = save_checkpoint(tmp_path / "fitted.pt", state)
     frames = cell_frames()
-    kw = dict(device="cpu", dbz_floor=0.0, cell_prior=False)
+    kw = {"device": "cpu", "dbz_floor": 0.0, "cell_prior": False}
     plain = ModelForecaster(ckpt, **kw).forecast(frames, TIMES, 7, dx_m=2000.0)
     fc = ModelForecaster(fitted, **kw)
     smooth = fc.forecast(frames, TIMES, 7, dx_m=2000.0)
@@ -145,10 +147,28 @@ def test_fit_smoothing_script_writes_the_fit_into_a_copy(tmp_path):
     ckpt = make_checkpoint(tmp_path / "tiny.pt", levels=(3,))
     out = tmp_path / "fitted.pt"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "fit_smoothing.py"), "--model",
-         str(ckpt), "--synthetic", "2", "--regimes", "multicell", "--levels", "3",
-         "--size", "48", "--candidates", "0,1,3", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "bench" / "fit_smoothing.py"),
+            "--model",
+            str(ckpt),
+            "--synthetic",
+            "2",
+            "--regimes",
+            "multicell",
+            "--levels",
+            "3",
+            "--size",
+            "48",
+            "--candidates",
+            "0,1,3",
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "2 windows" in proc.stdout and "| t+7 |" in proc.stdout
@@ -171,8 +191,9 @@ def test_matched_blur_keeps_each_levels_values_and_moves_them():
     for z in range(2):  # the same values on every level, rank for rank ...
         got, want = out[0, z], lead[z]
         assert (np.isnan(got) == np.isnan(want)).all()
-        np.testing.assert_array_equal(np.sort(got[np.isfinite(got)]),
-                                      np.sort(want[np.isfinite(want)]))
+        np.testing.assert_array_equal(
+            np.sort(got[np.isfinite(got)]), np.sort(want[np.isfinite(want)])
+        )
     # ... the area above a threshold kept, the pattern smoothed: the 50 dBZ
     # pixels now sit where the blurred Z is highest
     blurred = smooth_leads(dbz, [2.5], floor=-32.0)[0, 0]

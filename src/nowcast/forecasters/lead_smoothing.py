@@ -204,7 +204,9 @@ def fit_spread(
         row = []
         for acc in accs:
             csi = [acc.counts(k + 1, t, "composite").csi for t in thr]
-            row.append(float(np.nanmean(csi)) if np.isfinite(csi).any() else float("nan"))
+            row.append(
+                float(np.nanmean(csi)) if np.isfinite(csi).any() else float("nan")
+            )
         scores.append(row)
         best = int(np.nanargmax(row)) if np.isfinite(row).any() else 0
         chosen.append(cands[best])
