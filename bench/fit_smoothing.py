@@ -17,7 +17,7 @@ each window's own grid spacing and step) with the best mean CSI at 20 and 35 dBZ
 in ``--mode`` (default ``max``: the larger of the blur and the blur
 probability-matched to the unblurred values).
 The checkpoint is written again (``--out``, atomically) with
-``state["lead_smoothing"]``: the sigmas, every candidate's score, the windows and
+``state["lead_smoothing"]``: the spreads, every candidate's score, the windows and
 this command. Weights are untouched. Fit on cases the skill table does not
 score (``radar-cases`` and the storms outside ``../shared`` are the test).
 """
@@ -104,7 +104,6 @@ def main() -> None:
         checkpoint=args.model,
         device=args.device,
         smoothing=False,
-        any_levels=False,
     )
     t0 = time.perf_counter()
     sources: dict[str, int] = {}

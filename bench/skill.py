@@ -8,7 +8,8 @@ Real cases: every case folder under ``--real`` (default: ../shared/data/radar-ca
 and radar-cases-more), pooled 2 x 2 to 250 x 250, sequences of 15 consecutive scans
 (8 in, 7 out) starting every 5 scans; a case at another step
 (``radar-cases-steps``) is resampled to the step nearest 5 minutes
-(:func:`case_sequences`) and forecast at that step, its leads counted in steps. Synthetic: ``--synthetic`` sequences per regime
+(:func:`case_sequences`) and forecast at that step, its leads counted in steps.
+Synthetic: ``--synthetic`` sequences per regime
 from :func:`nowcast.synthetic.generate_sequence` on the pooled grid (250 x 250 at
 2 km, 18 levels), seeds 1000 + i. Scores are aggregate CSI (contingency counts summed
 over all forecasts of a group, then CSI) on the column-maximum composite (the real
@@ -28,7 +29,8 @@ scores it with the optical-flow prior alone), on the CPU unless ``--device`` say
 otherwise. Each model also gets the row ``NAME-prior``: the same forecaster with
 the network switched off (``[model] network = false``: its prior alone), so that
 the table shows what the network adds (and ``NAME-unsmoothed`` when the checkpoint
-carries a fitted lead smoothing: the network's frames without it); a model runs only on the level count it was trained on
+carries a fitted lead smoothing: the network's frames without it); a model runs
+only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
 where it does not run. For example, the shipped models' rows::
 
@@ -78,8 +80,8 @@ def case_sequences(case_dir: Path, interval_s: int = 300, resample: bool = False
     n = N_IN + N_OUT
     every = 1
     if resample and len(times) > 1:
-        step = float(np.median([(b - a).total_seconds()
-                                for a, b in zip(times[:-1], times[1:])]))
+        gaps = [(b - a).total_seconds() for a, b in zip(times[:-1], times[1:])]
+        step = float(np.median(gaps))
         every = max(1, int(round(interval_s / step)))
         interval_s = int(round(step * every))
     for offset in range(every):
@@ -218,7 +220,8 @@ def main() -> None:
             if args.cases and case.name not in args.cases:
                 continue
             t0 = time.perf_counter()
-            accs, n = score_group(case_sequences(case, resample=True), methods, forecasters, timings)
+            seqs = case_sequences(case, resample=True)
+            accs, n = score_group(seqs, methods, forecasters, timings)
             if n == 0:
                 continue
             results["groups"][case.name] = csi_rows(accs, n)

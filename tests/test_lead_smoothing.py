@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nowcast.config import load_config
+from nowcast.errors import ForecasterError
 from nowcast.forecasters import get_forecaster
 from nowcast.forecasters.lead_smoothing import (
     carry_smoothing,
@@ -229,3 +230,13 @@ def test_a_trained_candidate_takes_productions_fit(tmp_path):
     assert load_checkpoint(candidate)["lead_smoothing"]["spread_m_s"] == [2.0, 1.5]
     fc = ModelForecaster(candidate, device="cpu", cell_prior=False)
     assert fc.spread_m_s == [2.0, 1.5]
+
+
+def test_a_checkpoint_with_an_unknown_mode_is_refused_at_load(tmp_path):
+    state = load_checkpoint(make_checkpoint(tmp_path / "tiny.pt"))
+    state["lead_smoothing"] = {"spread_m_s": [1.0], "mode": "sharpen"}
+    bad = save_checkpoint(tmp_path / "bad.pt", state)
+    with pytest.raises(ForecasterError, match="bad.pt: lead smoothing mode 'sharpen'"):
+        ModelForecaster(bad, device="cpu", cell_prior=False)
+    # switched off, the fit is not used and the model still loads
+    ModelForecaster(bad, device="cpu", cell_prior=False, smoothing=False)

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from nowcast.verification import ScoreAccumulator
+from nowcast.verification import Counts, column_max, contingency
 
 __all__ = [
     "CANDIDATES_M_S",
@@ -180,7 +180,8 @@ def fit_spread(
     if not cands or cands[0] < 0:
         raise ValueError(f"fit_spread needs candidate spreads >= 0, got {candidates}")
     thr = tuple(sorted({float(t) for t in thresholds}))
-    accs = [ScoreAccumulator(thr, thr[0], (1,)) for _ in cands]
+    # counts[i][k][t]: candidate i, lead k, threshold t, summed over the windows
+    counts: list[list[dict[float, Counts]]] = [[] for _ in cands]
     n_leads, n = None, 0
     for forecast, observed, dx_m, step_s in windows:
         forecast = np.asarray(forecast, dtype=np.float32)
@@ -191,19 +192,24 @@ def fit_spread(
             )
         t = forecast.shape[0]
         n_leads = t if n_leads is None else min(n_leads, t)
-        for acc, spread in zip(accs, cands):
+        seen = _composite(observed)
+        for per_lead, spread in zip(counts, cands):
             sigma = sigmas_px([spread], dx_m, step_s, t)
-            smooth = smooth_leads(forecast, sigma, mode=mode)
+            smooth = _composite(smooth_leads(forecast, sigma, mode=mode))
             for k in range(t):
-                acc.add(k + 1, smooth[k], observed[k])
+                c = contingency(smooth[k], seen[k], thr)
+                if k == len(per_lead):
+                    per_lead.append(c)
+                else:
+                    per_lead[k] = {v: per_lead[k][v] + c[v] for v in thr}
         n += 1
     if n == 0:
         raise ValueError("fit_spread got no verification windows")
     scores, chosen = [], []
     for k in range(n_leads):
         row = []
-        for acc in accs:
-            csi = [acc.counts(k + 1, t, "composite").csi for t in thr]
+        for per_lead in counts:
+            csi = [per_lead[k][v].csi for v in thr]
             row.append(
                 float(np.nanmean(csi)) if np.isfinite(csi).any() else float("nan")
             )
@@ -211,6 +217,11 @@ def fit_spread(
         best = int(np.nanargmax(row)) if np.isfinite(row).any() else 0
         chosen.append(cands[best])
     return SmoothingFit(chosen, cands, list(thr), scores, n, mode)
+
+
+def _composite(stack: np.ndarray) -> np.ndarray:
+    """``(t, y, x)`` as it is, ``(t, z, y, x)`` -> its column maximum ``(t, y, x)``."""
+    return stack if stack.ndim == 3 else column_max(stack)
 
 
 def carry_smoothing(source, target) -> bool:

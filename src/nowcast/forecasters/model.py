@@ -104,6 +104,7 @@ class ModelForecaster(Forecaster):
     ) -> None:
         import torch
 
+        from nowcast.forecasters.lead_smoothing import MODES
         from nowcast.model.checkpoint import load_model
         from nowcast.model.device import resolve_device
         from nowcast.errors import NowcastError
@@ -131,6 +132,11 @@ class ModelForecaster(Forecaster):
         spread = [float(v) for v in fit.get("spread_m_s") or []]
         self.spread_m_s = spread if (smoothing and self.network and any(spread)) else []
         self.smoothing_mode = str(fit.get("mode", "blur"))
+        if self.spread_m_s and self.smoothing_mode not in MODES:
+            raise ForecasterError(
+                f"{self.checkpoint.name}: lead smoothing mode "
+                f"{self.smoothing_mode!r} is not one of {', '.join(MODES)}"
+            )
         self.in_frames = int(self.net.in_frames)
         self.out_frames = int(self.net.out_frames)
         self._torch = torch
