@@ -45,7 +45,9 @@ Contract
   property of how predictable the radar's storms are, not of the weights);
   writes ``target`` atomically and records where the fit came from. False, and
   nothing written, when ``source`` is missing, unreadable or has no fit, or
-  ``target`` has one already.
+  ``target`` has one already. A trained smoothing head
+  (``state["smoothing_head"]``, :mod:`nowcast.forecasters.smoothing_head`) is
+  carried the same way.
 """
 
 from __future__ import annotations
@@ -235,14 +237,20 @@ def carry_smoothing(source, target) -> bool:
     if not source.is_file():
         return False
     try:
-        fit = load_checkpoint(source, map_location="cpu").get("lead_smoothing")
+        carried = load_checkpoint(source, map_location="cpu")
     except ModelError:
         return False
-    if not fit or not any(fit.get("spread_m_s") or []):
-        return False
+    fit, head = carried.get("lead_smoothing"), carried.get("smoothing_head")
+    if not (fit and any(fit.get("spread_m_s") or [])):
+        fit = None
     state = load_checkpoint(target, map_location="cpu")
-    if state.get("lead_smoothing"):
-        return False
-    state["lead_smoothing"] = {**fit, "carried_from": str(source)}
-    save_checkpoint(target, state)
-    return True
+    changed = False
+    if fit and not state.get("lead_smoothing"):
+        state["lead_smoothing"] = {**fit, "carried_from": str(source)}
+        changed = True
+    if head and not state.get("smoothing_head"):
+        state["smoothing_head"] = {**head, "carried_from": str(source)}
+        changed = True
+    if changed:
+        save_checkpoint(target, state)
+    return changed

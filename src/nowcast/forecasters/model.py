@@ -47,6 +47,13 @@ Contract (on top of :mod:`nowcast.forecasters.interface`)
   ``max``: :func:`~nowcast.forecasters.lead_smoothing.smooth_leads`). Part of the model, so
   ``network=False`` leaves it out too; ``smoothing=False`` (``[model] smoothing
   = false``) gives the network's frames unsmoothed. ``info["lead_smoothing_m_s"]``.
+- **Smoothing head**: a checkpoint may carry instead a trained
+  ``state["smoothing_head"]`` (``bench/train_smoothing_head.py``,
+  :mod:`nowcast.forecasters.smoothing_head`): a small network that mixes, pixel
+  by pixel, a bank of such smoothed versions of each lead; it takes the place
+  of the single fitted spread, is switched off by the same two settings, and a
+  head the forecaster cannot rebuild is refused at load naming the file.
+  ``info["smoothing_head_m_s"]`` gives its bank.
 - Levels: the network itself takes any number of levels, but its skill holds
   only for the level count it was trained on (the checkpoint's
   ``data.levels``). Other input raises a ``ForecasterError`` saying so, unless
@@ -137,6 +144,16 @@ class ModelForecaster(Forecaster):
                 f"{self.checkpoint.name}: lead smoothing mode "
                 f"{self.smoothing_mode!r} is not one of {', '.join(MODES)}"
             )
+        self.head, self.head_bank, self.head_mode = None, [], "max"
+        entry = self.meta.get("smoothing_head")
+        if entry and smoothing and self.network:
+            from nowcast.forecasters.smoothing_head import load_head
+
+            try:
+                self.head, self.head_bank, self.head_mode = load_head(entry)
+            except ValueError as exc:
+                raise ForecasterError(f"{self.checkpoint.name}: {exc}") from None
+            self.spread_m_s = []
         self.in_frames = int(self.net.in_frames)
         self.out_frames = int(self.net.out_frames)
         self._torch = torch
@@ -158,6 +175,7 @@ class ModelForecaster(Forecaster):
             "head": self.net.head,
             "network": self.network,
             "lead_smoothing_m_s": self.spread_m_s or None,
+            "smoothing_head_m_s": self.head_bank or None,
             "cell_prior": (
                 None if self.cell_prior is None else self.cell_prior.to_dict()
             ),
@@ -291,6 +309,7 @@ class ModelForecaster(Forecaster):
     ) -> ForecastResult:
         torch = self._torch
         from nowcast.forecasters.lead_smoothing import sigmas_px, smooth_leads
+        from nowcast.forecasters.smoothing_head import apply_head
         from nowcast.model.normalise import from_unit, to_unit
 
         check_input(frames, times, n_leads)
@@ -327,7 +346,12 @@ class ModelForecaster(Forecaster):
         dbz = np.clip(dbz, self.dbz_floor, max(self.dbz_max, self.dbz_floor))
         uncovered = ~np.isfinite(past[-1])
         dbz = np.where(uncovered[None], np.float32(np.nan), dbz).astype(np.float32)
-        if self.spread_m_s:
+        if self.head is not None:
+            dbz = apply_head(
+                self.head, dbz, self.head_bank, float(dx_m), step,
+                floor=self.dbz_floor, mode=self.head_mode,
+            )
+        elif self.spread_m_s:
             sigma = sigmas_px(self.spread_m_s, float(dx_m), step, n_leads)
             dbz = smooth_leads(
                 dbz, sigma, floor=self.dbz_floor, mode=self.smoothing_mode
