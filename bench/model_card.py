@@ -62,6 +62,16 @@ def card(path: Path) -> str:
             + (f" ({sources})" if sources else "")
             + (f": `{fit['command']}`" if fit.get("command") else "")
         )
+    head = state.get("smoothing_head")
+    if head:
+        windows = head.get("windows") or {}
+        out.append(
+            f"- smoothing head ({head.get('mode')}): bank {head.get('bank_m_s')} m/s, "
+            f"{head.get('init_kwargs')}, trained on {head.get('trained_on')} "
+            f"({windows.get('train')} windows), chosen on {head.get('validated_on')} "
+            f"({windows.get('validate')}) at epoch {head.get('epoch')}"
+            + (f": `{head['command']}`" if head.get("command") else "")
+        )
     for run in state.get("history") or []:
         started = datetime.fromisoformat(run["started"])
         finished = run.get("finished")

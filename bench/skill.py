@@ -29,7 +29,8 @@ scores it with the optical-flow prior alone), on the CPU unless ``--device`` say
 otherwise. Each model also gets the row ``NAME-prior``: the same forecaster with
 the network switched off (``[model] network = false``: its prior alone), so that
 the table shows what the network adds (and ``NAME-unsmoothed`` when the checkpoint
-carries a fitted lead smoothing: the network's frames without it); a model runs
+carries a fitted lead smoothing or smoothing head: the network's frames
+without it); a model runs
 only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
 where it does not run. For example, the shipped models' rows::
@@ -203,7 +204,8 @@ def main() -> None:
             network=False,
         )
         methods += [name, f"{name}-prior"]
-        if forecasters[name].spread_m_s:  # a fitted lead smoothing: also without it
+        smoothed = forecasters[name].spread_m_s or forecasters[name].head is not None
+        if smoothed:  # a fitted lead smoothing or head: also without it
             forecasters[f"{name}-unsmoothed"] = get_forecaster(
                 "model", checkpoint=path, device=args.device, cell_prior=prior,
                 smoothing=False,
