@@ -229,6 +229,7 @@ class CurriculumConfig(_Section):
     motion_loss_weight: float = Field(0.0, ge=0)
     residual_lr_scale: float = Field(0.01, gt=0)
     select_by: Literal["csi35", "csi20_35"] = "csi35"
+    storm_prior: bool = False
     num_workers: int = Field(0, ge=0)
     bf16: bool = True
     compile: bool = False
@@ -267,7 +268,13 @@ class CurriculumConfig(_Section):
 
 #: ``nowcast train`` options the retrainer sets itself (not in ``train_args``).
 RETRAIN_OWNS = (
-    "--curriculum", "--phase", "--data", "--out", "--export", "--cache", "--config",
+    "--curriculum",
+    "--phase",
+    "--data",
+    "--out",
+    "--export",
+    "--cache",
+    "--config",
     "--resume-from",
 )
 
@@ -572,4 +579,3 @@ def load_config(
         raise ConfigError(where + _format_error(exc)) from None
     settings = _resolve_paths(settings, base)
     return settings.model_copy(update={"source": source})
-

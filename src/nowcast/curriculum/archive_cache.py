@@ -37,7 +37,9 @@ Contract
 - **Layout** of ``cache_dir``: ``manifest.json``; ``frames/<case>@<digest>.npy``,
   uint8 ``(t, z, y, x)`` codes; ``flow/k<n>/<case>@<digest>/<index>.npy``, the
   optical-flow prior ending at a frame (computed on first use, see
-  :meth:`ArchiveCache.flow`). ``<case>`` is the key with ``/`` turned into
+  :meth:`ArchiveCache.flow`); ``prior/<settings>/<case>@<digest>/<index>.npz``,
+  the storm-tracked prior of the window whose inputs end at a frame (on first
+  use, :meth:`ArchiveCache.storm_prior`). ``<case>`` is the key with ``/`` turned into
   ``__``; ``<digest>`` hashes the case's files and fingerprints, so a rebuilt
   case gets new names and a cache opened before the rebuild never reads the new
   frames under its old indices (files it had open stay valid; the others fail to
@@ -279,6 +281,75 @@ class ArchiveCache:
             np.save(fh, stored)
         return stored.astype(np.float32)
 
+    def storm_prior(
+        self,
+        key: str,
+        last: int,
+        *,
+        n_input: int,
+        n_leads: int,
+        params: Any,
+        tracker: Any,
+        dbz_min: float = 0.0,
+        dbz_max: float = 70.0,
+    ) -> dict[str, np.ndarray]:
+        """The storm-tracked prior of the window whose inputs end at frame ``last``.
+
+        :func:`nowcast.curriculum.storm_priors.window_prior` on frames ``last -
+        n_input + 1 .. last`` with the cached flow prior, the case's grid spacing
+        and the median step of those frames: the prior
+        :class:`~nowcast.forecasters.model.ModelForecaster` builds for the same
+        scans. Computed on first use and kept (float16 vectors) under
+        ``prior/<settings>/``, ``<settings>`` naming ``params``, the tracker's
+        settings, the frame counts and the unit range; written whole, then moved
+        into place.
+        """
+        from nowcast.curriculum.storm_priors import prior_key, window_prior
+        from nowcast.forecasters.flow import FLOW_FRAMES
+
+        case = self._case(key)
+        if not n_input - 1 <= last < case.n_frames:
+            raise IndexError(f"{key}: no frame {last} with {n_input - 1} before it")
+        settings = (
+            f"{prior_key(params, tracker)}-i{n_input}-o{n_leads}-"
+            f"u{dbz_min:g}-{dbz_max:g}"
+        )
+        path = (
+            self.cache_dir
+            / "prior"
+            / settings
+            / Path(case.file).stem
+            / f"{last:06d}.npz"
+        )
+        if path.exists():
+            with contextlib.suppress(OSError, ValueError, KeyError), np.load(path) as z:
+                return {k: z[k].astype(np.float32) for k in z.files}
+        first = last - n_input + 1
+        times = case.times[first : last + 1]
+        times_s = [(t - times[0]).total_seconds() for t in times]
+        step_s = float(np.median(np.diff(times_s)))
+        arrays, _ = window_prior(
+            self.dbz(key, first, last + 1),
+            times_s,
+            dx_m=case.dx_m,
+            step_s=step_s,
+            flow=self.flow(key, last, FLOW_FRAMES),
+            n_leads=n_leads,
+            params=params,
+            tracker=tracker,
+            dbz_min=dbz_min,
+            dbz_max=dbz_max,
+        )
+        stored = {
+            k: v.astype(np.float16) if k in ("prior_disp", "prior_motion") else v
+            for k, v in arrays.items()
+        }
+        stored["prior_mask"] = arrays["prior_mask"].astype(np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **stored)
+        return {k: v.astype(np.float32) for k, v in stored.items()}
+
     def has_flow(self, key: str, last: int, n_frames: int = 3) -> bool:
         """Whether the flow prior ending at frame ``last`` is cached already."""
         return self._flow_path(key, last, n_frames).exists()
@@ -308,12 +379,13 @@ def load_manifest(cache_dir: Path) -> dict[str, Any] | None:
 
 
 def remove_case_files(cache_dir: Path, key: str, keep: str | None = None) -> None:
-    """Delete a case's frame and flow files, except those of the file ``keep``."""
+    """Delete a case's frame, flow and prior files, except those of ``keep``."""
     stem_of_case = case_file_stem(key)
     keep_stem = Path(keep).stem if keep else None
     for path in [
         *(cache_dir / "frames").glob(f"{glob.escape(stem_of_case)}@*.npy"),
         *(cache_dir / "flow").glob(f"k*/{glob.escape(stem_of_case)}@*"),
+        *(cache_dir / "prior").glob(f"*/{glob.escape(stem_of_case)}@*"),
     ]:
         stem = path.stem if path.suffix == ".npy" else path.name
         if stem.rsplit("@", 1)[0] != stem_of_case or stem == keep_stem:

@@ -3,8 +3,9 @@
 Contract
 --------
 - A transform acts on the last two axes ``(y, x)`` of every array of a sample the
-  same way. Scalar fields (``inputs``, ``targets``, ``mask``) are only moved;
-  vector fields (``flow``, ``motion``: ``(..., 2, y, x)``, channel 0 along x,
+  same way. Scalar fields (``inputs``, ``targets``, ``mask``, the storm prior's
+  ``prior_mask`` and ``prior_ceiling``) are only moved; vector fields (``flow``,
+  ``motion``, ``prior_disp``, ``prior_motion``: ``(..., 2, y, x)``, channel 0 along x,
   channel 1 along y, in px/step) are moved **and** their components turned, so
   that a vector still points where the echo goes.
 - :class:`Dihedral` ``(flip, turns)``: first a mirror along x (columns reversed,
@@ -26,9 +27,12 @@ from typing import Any
 import numpy as np
 
 #: sample keys holding vector fields (component axis -3)
-VECTOR_KEYS = frozenset({"flow", "motion"})
+VECTOR_KEYS = frozenset({"flow", "motion", "prior_disp", "prior_motion"})
 #: sample keys holding fields on the grid
-FIELD_KEYS = frozenset({"inputs", "targets", "mask"}) | VECTOR_KEYS
+FIELD_KEYS = (
+    frozenset({"inputs", "targets", "mask", "prior_mask", "prior_ceiling"})
+    | VECTOR_KEYS
+)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,13 @@ key             type / shape                 meaning
                                              ``"synthetic:<regime>:<seed>"``
 =============== ============================ =========================================
 
+With ``cell_prior`` (:class:`~nowcast.forecasters.storm_prior.CellPriorParams`,
+``[curriculum] storm_prior``) a sample also carries the storm-tracked prior the
+forecaster moves along (``prior_disp``, ``prior_motion``, ``prior_mask``,
+``prior_ceiling``: :mod:`nowcast.curriculum.storm_priors`), made on the whole
+grid before the crop and turned with the sample; the archive's are cached
+(:meth:`ArchiveCache.storm_prior`).
+
 - **Scale**: everything the network sees is in pixels and steps, so it is
   resolution-agnostic: the 240 m Cagliari grid and the 2 km composites share a
   model; ``dx_km`` is there for losses or reports that want physical units.
@@ -71,6 +78,15 @@ from nowcast.radar import pool
 FlowMode = Literal["lk", "true", "zeros"]
 
 
+def _tracker(cell_prior: Any, tracker: Any) -> Any:
+    """The storm tracker of a dataset's prior (None without a prior)."""
+    if cell_prior is None or tracker is not None:
+        return tracker
+    from nowcast.forecasters.titan import TitanForecaster
+
+    return TitanForecaster()
+
+
 def _rng(seed: int, epoch: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index), int(stream)])
 
@@ -88,10 +104,14 @@ def make_sample(
     dbz_max: float = 70.0,
     transform: aug.Dihedral | None = None,
     box: tuple[slice, slice] | None = None,
+    prior: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Assemble a sample dict from ``(t, z, y, x)`` dBZ frames (see the module doc).
 
-    ``motion`` is ``(n_output, 2, y, x)`` px/step, or ``None`` for real data.
+    ``motion`` is ``(n_output, 2, y, x)`` px/step, or ``None`` for real data;
+    ``prior`` the window's storm-tracked prior on the whole grid
+    (:func:`nowcast.curriculum.storm_priors.window_prior`), cropped and turned
+    with the rest.
     """
     past, future = frames[:n_input], frames[n_input:]
     n_out = future.shape[0]
@@ -107,6 +127,8 @@ def make_sample(
             else np.asarray(motion, dtype=np.float32)
         ),
     }
+    if prior is not None:
+        arrays.update(prior)
     arrays = aug.apply(arrays, transform, box)
     sample: dict[str, Any] = {k: torch.from_numpy(v) for k, v in arrays.items()}
     sample["has_motion"] = torch.tensor(0.0 if motion is None else 1.0)
@@ -176,6 +198,10 @@ class ArchiveSequenceDataset(_Augmenting):
         ``"zeros"``: none.
     dbz_min, dbz_max
         The unit range (``model.dbz_min``, ``model.dbz_max``).
+    cell_prior, tracker
+        With ``cell_prior``, samples carry the storm-tracked prior (module doc),
+        tracked by ``tracker`` (default: a
+        :class:`~nowcast.forecasters.titan.TitanForecaster` of defaults).
     """
 
     def __init__(
@@ -192,6 +218,8 @@ class ArchiveSequenceDataset(_Augmenting):
         flow: Literal["lk", "zeros"] = "lk",
         dbz_min: float = 0.0,
         dbz_max: float = 70.0,
+        cell_prior: Any = None,
+        tracker: Any = None,
     ) -> None:
         super().__init__(
             augment=augment,
@@ -208,6 +236,9 @@ class ArchiveSequenceDataset(_Augmenting):
         self.windows = list(windows)
         self.n_input = int(n_input)
         self.flow = flow
+        if cell_prior is not None and flow != "lk":
+            raise ValueError("the storm-tracked prior is built on the flow: flow='lk'")
+        self.cell_prior, self.tracker = cell_prior, _tracker(cell_prior, tracker)
         levels = {w.levels for w in self.windows}
         if len(levels) > 1:
             raise ValueError(
@@ -241,14 +272,32 @@ class ArchiveSequenceDataset(_Augmenting):
         return self.cache.flow(w.case, w.start + self.n_input - 1, FLOW_FRAMES)
 
     def precompute_flow(self) -> int:
-        """Compute the flow prior of every window not yet cached; return how many."""
+        """Compute the flow prior of every window not yet cached (and the storm
+        prior, with ``cell_prior``); return how many flows were computed."""
         done = 0
         for i, w in enumerate(self.windows):
             last = w.start + self.n_input - 1
             if self.flow == "lk" and not self.cache.has_flow(w.case, last, FLOW_FRAMES):
                 self.flow_at(i)
                 done += 1
+            self.prior_at(i)
         return done
+
+    def prior_at(self, index: int) -> dict[str, np.ndarray] | None:
+        """The storm-tracked prior of window ``index`` (None without one)."""
+        if self.cell_prior is None:
+            return None
+        w = self.windows[index]
+        return self.cache.storm_prior(
+            w.case,
+            w.start + self.n_input - 1,
+            n_input=self.n_input,
+            n_leads=w.n_frames - self.n_input,
+            params=self.cell_prior,
+            tracker=self.tracker,
+            dbz_min=self.dbz_min,
+            dbz_max=self.dbz_max,
+        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         w = self.windows[index]
@@ -266,6 +315,7 @@ class ArchiveSequenceDataset(_Augmenting):
             dbz_max=self.dbz_max,
             transform=transform,
             box=box,
+            prior=self.prior_at(index),
         )
 
 
@@ -291,8 +341,8 @@ class SyntheticSequenceDataset(_Augmenting):
         ``"lk"``, ``"true"`` or ``"zeros"`` (see the module doc).
     params
         Simulator settings (``[synthetic]``); its own grid fields are ignored.
-    augment, crop, random_crop, dbz_min, dbz_max
-        As for :class:`ArchiveSequenceDataset`.
+    augment, crop, random_crop, dbz_min, dbz_max, cell_prior, tracker
+        As for :class:`ArchiveSequenceDataset` (the prior made on the fly).
     """
 
     def __init__(
@@ -316,6 +366,8 @@ class SyntheticSequenceDataset(_Augmenting):
         random_crop: bool | None = None,
         dbz_min: float = 0.0,
         dbz_max: float = 70.0,
+        cell_prior: Any = None,
+        tracker: Any = None,
     ) -> None:
         super().__init__(
             augment=augment,
@@ -326,6 +378,7 @@ class SyntheticSequenceDataset(_Augmenting):
             dbz_min=dbz_min,
             dbz_max=dbz_max,
         )
+        self.cell_prior, self.tracker = cell_prior, _tracker(cell_prior, tracker)
         if n_per_epoch < 0:
             raise ValueError(f"n_per_epoch must be >= 0, got {n_per_epoch}")
         if not regimes:
@@ -389,6 +442,22 @@ class SyntheticSequenceDataset(_Augmenting):
             flow = motion[self.n_input - 1]
         else:
             flow = np.zeros((2, *frames.shape[-2:]), np.float32)
+        prior = None
+        if self.cell_prior is not None:
+            from nowcast.curriculum.storm_priors import window_prior
+
+            prior, _ = window_prior(
+                frames[: self.n_input],
+                [i * self.interval_s for i in range(self.n_input)],
+                dx_m=self.dx_km * 1000.0,
+                step_s=self.interval_s,
+                flow=flow,
+                n_leads=self.n_output,
+                params=self.cell_prior,
+                tracker=self.tracker,
+                dbz_min=self.dbz_min,
+                dbz_max=self.dbz_max,
+            )
         transform, box = self._draws(index, frames.shape[-2:])
         return make_sample(
             frames,
@@ -402,6 +471,7 @@ class SyntheticSequenceDataset(_Augmenting):
             dbz_max=self.dbz_max,
             transform=transform,
             box=box,
+            prior=prior,
         )
 
 

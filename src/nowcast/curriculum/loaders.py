@@ -205,7 +205,24 @@ def _synthetic(settings: Settings, spec: DataSpec, n: int, seed: int, train: boo
         augment=train and settings.curriculum.augment,
         dbz_min=settings.model.dbz_min,
         dbz_max=settings.model.dbz_max,
+        **_training_prior(settings),
     )
+
+
+def _training_prior(settings: Settings) -> dict[str, Any]:
+    """The datasets' storm-prior arguments: ``[curriculum] storm_prior`` on, the
+    forecaster's ``[model.cell_prior]`` settings and ``[baselines.titan]``'s
+    tracker (the prior the model forecasts with); off, none."""
+    if not settings.curriculum.storm_prior:
+        return {}
+    from nowcast.forecasters.storm_prior import CellPriorParams
+    from nowcast.forecasters.titan import TitanForecaster
+
+    cfg = settings.model.cell_prior
+    return {
+        "cell_prior": CellPriorParams.from_dict(cfg.model_dump(exclude={"enabled"})),
+        "tracker": TitanForecaster.from_settings(settings),
+    }
 
 
 def _expand_holdout(holdout: Sequence[str], keys: Sequence[str]) -> list[str]:
@@ -280,6 +297,7 @@ def _archive(settings: Settings, spec: DataSpec):
         seed=spec.seed,
         dbz_min=settings.model.dbz_min,
         dbz_max=settings.model.dbz_max,
+        **_training_prior(settings),
     )
 
     def by_grid(ws):

@@ -26,8 +26,10 @@ Each epoch (global numbers, :func:`~.phases.phase_epochs`):
    cell state and the warp stay float32), float32 on the CPU.
 2. **Validate** (every rank its share, sums all-reduced): the loss terms; CSI
    at 35 dBZ per lead (:mod:`.scores`) of the model, of persistence and of the
-   optical-flow extrapolation the flow prior implies; the area ratio at the
-   last lead.
+   optical-flow extrapolation the flow prior implies (with ``[curriculum]
+   storm_prior``, the batches' storm-tracked prior alone, the network off, in
+   its place: the network runs on that prior, and is scored against it); the
+   area ratio at the last lead.
 3. **Rules**: the area-ratio rule (mid phase 2, may raise the SSIM weight; it
    then restarts the settle and plateau counters, since the loss changed
    scale), the scheduler step (validation loss), the settle rule.
@@ -82,6 +84,7 @@ from nowcast.curriculum.phases import (
 )
 from nowcast.curriculum.progress import Progress
 from nowcast.curriculum.records import record_epoch_rows
+from nowcast.curriculum.storm_priors import batch_prior
 from nowcast.curriculum.scores import (
     CSI_LEVELS_DBZ,
     Tally,
@@ -258,12 +261,16 @@ class PhaseTrainer:
         keys = ("inputs", "targets", "mask", "flow", "motion", "has_motion")
         out = {k: batch[k].to(self.device, non_blocking=True) for k in keys}
         out["any_motion"] = bool(batch["has_motion"].any())  # on the CPU: no sync
+        out["prior"] = batch_prior(batch, self.device)  # [curriculum] storm_prior
         return out
 
     def _forward(self, model, b: dict[str, torch.Tensor]):
         flow = b["flow"] if self.net.flow_input else None
         with self._autocast():
-            out = model(b["inputs"], flow)
+            if b["prior"] is None:
+                out = model(b["inputs"], flow)
+            else:
+                out = model(b["inputs"], flow, b["prior"])
         terms = self.loss(out.frames, b["targets"], b["mask"])
         motion = torch.zeros((), device=b["inputs"].device)
         sel = b["has_motion"] > 0
@@ -313,7 +320,12 @@ class PhaseTrainer:
                 t = target.shape[1]
                 last = b["inputs"][:, -1]
                 persistence = last.unsqueeze(1).expand(-1, t, -1, -1, -1)
-                extrap = extrapolate(last, b["flow"], t)
+                if b["prior"] is None:
+                    extrap = extrapolate(last, b["flow"], t)
+                else:  # the storm-tracked prior alone: what the network starts from
+                    extrap = self.net(
+                        b["inputs"], b["flow"], b["prior"], network=False
+                    ).frames
                 for name, pred in (
                     ("model", out.frames),
                     ("persistence", persistence),

@@ -263,15 +263,15 @@ class ModelForecaster(Forecaster):
             ) from None
 
     def _storm_prior(self, past, times, dx_m: float, step: float, flow, context):
-        """The network's :class:`~nowcast.model.network.MotionPrior` of ``past``."""
-        from nowcast.forecasters.storm_prior import cell_prior
-        from nowcast.model.network import MotionPrior
-        from nowcast.model.normalise import to_unit
+        """The network's :class:`~nowcast.model.network.MotionPrior` of ``past``
+        (built by :func:`nowcast.curriculum.storm_priors.window_prior`, as in
+        training with ``[curriculum] storm_prior``)."""
+        from nowcast.curriculum.storm_priors import batch_prior, window_prior
 
         torch = self._torch
         t_last = times[-len(past) :]
         times_s = [(t - t_last[0]).total_seconds() for t in t_last]
-        cp = cell_prior(
+        arrays, storms = window_prior(
             past,
             times_s,
             dx_m=float(dx_m),
@@ -280,21 +280,12 @@ class ModelForecaster(Forecaster):
             n_leads=self.out_frames,
             params=self.cell_prior,
             tracker=self.tracker,
+            dbz_min=self.dbz_min,
+            dbz_max=self.dbz_max,
             context=context,
         )
-        dev = self.device
-        ceiling = None
-        if cp.ceiling is not None:
-            cap = np.minimum(cp.ceiling, self.dbz_max)
-            ceiling = torch.from_numpy(to_unit(cap, self.dbz_min, self.dbz_max))
-            ceiling = ceiling[None].to(dev)
-        prior = MotionPrior(
-            torch.from_numpy(cp.disp)[None].to(dev),
-            torch.from_numpy(cp.mask.astype(np.float32))[None].to(dev),
-            ceiling,
-            torch.from_numpy(cp.motion)[None].to(dev),
-        )
-        return prior, len(cp.storms)
+        batch = {k: torch.from_numpy(v)[None] for k, v in arrays.items()}
+        return batch_prior(batch, self.device), storms
 
     # -- the interface -----------------------------------------------------------
     def forecast(
@@ -322,9 +313,7 @@ class ModelForecaster(Forecaster):
         t1 = time.perf_counter()
         prior, storms = None, None
         if self.cell_prior is not None:
-            prior, storms = self._storm_prior(
-                past, times, dx_m, step, flow, context
-            )
+            prior, storms = self._storm_prior(past, times, dx_m, step, flow, context)
         tp = time.perf_counter()
         x = torch.from_numpy(to_unit(past, self.dbz_min, self.dbz_max))[None]
         x = x.to(self.device)
@@ -348,8 +337,13 @@ class ModelForecaster(Forecaster):
         dbz = np.where(uncovered[None], np.float32(np.nan), dbz).astype(np.float32)
         if self.head is not None:
             dbz = apply_head(
-                self.head, dbz, self.head_bank, float(dx_m), step,
-                floor=self.dbz_floor, mode=self.head_mode,
+                self.head,
+                dbz,
+                self.head_bank,
+                float(dx_m),
+                step,
+                floor=self.dbz_floor,
+                mode=self.head_mode,
             )
         elif self.spread_m_s:
             sigma = sigmas_px(self.spread_m_s, float(dx_m), step, n_leads)
