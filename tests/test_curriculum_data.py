@@ -190,6 +190,30 @@ def test_time_block_split_has_no_overlap(mode):
     assert {w.case for w in by_key.holdout} == {"d/b"}
 
 
+def test_split_validates_on_the_cases_asked_for():
+    # --validate: those cases whole (thinned) to validation, the rest whole to
+    # training, whatever the mode; a held-out case stays held out
+    ws = [w for i in range(4) for w in _fake_windows(f"d/c{i}", 40, day=i)]
+    ws += _fake_windows("steps/m1", 30) + _fake_windows("steps/m2", 30)
+    for mode in ("tail", "cases"):
+        split = split_windows(
+            ws,
+            mode=mode,
+            validation_cases=["steps", "steps/m1", "m2", "c3"],
+            holdout_cases=["c3"],
+            validation_stride=5,
+        )
+        assert {w.case for w in split.validation} == {"steps/m1", "steps/m2"}
+        assert [w.start for w in split.validation if w.case == "steps/m1"] == [
+            0,
+            5,
+            10,
+            15,
+        ]
+        assert {w.case for w in split.holdout} == {"d/c3"}
+        assert len(split.train) == 3 * 26 and split.dropped == 0
+
+
 def test_split_by_whole_cases():
     # case c<i> is on day 9 - i: c0 is the latest
     ws = [w for i in range(10) for w in _fake_windows(f"d/c{i}", 20, day=9 - i)]

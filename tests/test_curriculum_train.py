@@ -352,13 +352,17 @@ def test_the_trainers_loss_and_optimiser_teach_a_tiny_net_a_known_motion():
     scans = moving_cell_scans(n=15, nz=2, size=24, speed_px=(1.0, 0.0))
     unit = torch.tensor([s.dbz / 70.0 for s in scans], dtype=torch.float32)[None]
     x, target = unit[:, :8], unit[:, 8:]
-    net = build_network(hidden_channels=(8, 8), stem_channels=8, groups=2,
-                        flow_input=False)
+    net = build_network(
+        hidden_channels=(8, 8), stem_channels=8, groups=2, flow_input=False
+    )
+
     def peak(volume):
         return divmod(int(volume.argmax()), volume.shape[1])
 
     with torch.no_grad():  # untrained: the cell stays where it was last seen
-        assert peak(net(x).frames[0, 0, 0]) == peak(x[0, -1, 0]) != peak(target[0, 0, 0])
+        assert (
+            peak(net(x).frames[0, 0, 0]) == peak(x[0, -1, 0]) != peak(target[0, 0, 0])
+        )
     phase = Settings().curriculum.phase1
     loss_fn = CombinedLoss(phase.high_penalty_weight, phase.ssim_weight, 40 / 70)
     optimiser = make_optimizer(net, phase)
@@ -390,9 +394,27 @@ def test_cache_only_trains_without_the_scans(tmp_path, capsys):
     for case in ("caseA", "caseB"):
         for s in moving_cell_scans(n=16, nz=2, size=48, speed_px=(2.0, 0.0)):
             write_scan(s, data / case)
-    common = ["train", "--config", str(cfg), "--phase", "1", "--epochs", "1",
-              "--synthetic", "0", "--size", "24", "--sequences", "4",
-              "--device", "cpu", "--cache", str(cache), "--split", "cases"]
+    common = [
+        "train",
+        "--config",
+        str(cfg),
+        "--phase",
+        "1",
+        "--epochs",
+        "1",
+        "--synthetic",
+        "0",
+        "--size",
+        "24",
+        "--sequences",
+        "4",
+        "--device",
+        "cpu",
+        "--cache",
+        str(cache),
+        "--split",
+        "cases",
+    ]
     assert main([*common, "--data", str(data), "--out", str(root / "a")]) == 0
     shutil.rmtree(data)  # the scans are gone; the cache stays
     capsys.readouterr()
@@ -406,8 +428,64 @@ def test_cache_only_trains_without_the_scans(tmp_path, capsys):
     assert "leave out --data" in capsys.readouterr().err
     other = root / "other.toml"
     other.write_text(cfg.read_text() + "[grid]\npool_factor = 4\n")
-    rc = main(["train", "--config", str(other), "--phase", "1", "--epochs", "1",
-               "--synthetic", "0", "--device", "cpu", "--cache", str(cache),
-               "--cache-only"])
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(other),
+            "--phase",
+            "1",
+            "--epochs",
+            "1",
+            "--synthetic",
+            "0",
+            "--device",
+            "cpu",
+            "--cache",
+            str(cache),
+            "--cache-only",
+        ]
+    )
     assert rc == 1
     assert "grid.pool_factor = 2" in capsys.readouterr().err
+
+
+def test_validate_on_the_cases_asked_for(tmp_path):
+    """``nowcast train --validate CASE``: that case whole is the validation set,
+    the others (but the held-out one) are trained on whole."""
+    from conftest import moving_cell_scans
+    from nowcast.curriculum.loaders import build_data
+    from nowcast.radar import write_scan
+
+    data = tmp_path / "data"
+    for case in ("caseA", "caseB", "caseC"):
+        for s in moving_cell_scans(n=16, nz=2, size=32, speed_px=(2.0, 0.0)):
+            write_scan(s, data / case)
+    settings = load_config(write_config(tmp_path))
+    spec = spec_from(
+        settings,
+        data_dirs=[data],
+        synthetic=0,
+        size=24,
+        sequences=4,
+        cache_dir=tmp_path / "cache",
+        validate=["caseB"],
+        holdout=["caseC"],
+        batch_size=2,
+    )
+    built = build_data(settings, spec)
+    cases = {
+        name: {w.case.rsplit("/", 1)[-1] for ds in parts for w in ds.windows}
+        for name, parts in (
+            ("validation", built.validation),
+            ("holdout", built.holdout),
+        )
+    }
+    assert cases == {"validation": {"caseB"}, "holdout": {"caseC"}}
+    train_cases = {
+        w.case.rsplit("/", 1)[-1]
+        for ds in built.train.datasets
+        for w in ds.dataset.windows
+    }
+    assert train_cases == {"caseA"}
+    assert built.describe["train_windows"] == 2  # 16 frames: 2 whole windows

@@ -79,6 +79,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "scored at the end of each phase",
     )
     p.add_argument(
+        "--validate",
+        nargs="+",
+        default=[],
+        metavar="CASE",
+        help="archive cases (or a whole data dir by its name) to validate on, "
+        "whole, in place of --split (e.g. many convective windows); every other "
+        "case but the held-out ones is trained on",
+    )
+    p.add_argument(
         "--split",
         choices=("tail", "blocks", "cases"),
         help="validation time blocks: the tail of each case (default), blocks "
@@ -176,6 +185,7 @@ def run(args, settings) -> int:
         data_dirs=args.data,
         synthetic=args.synthetic,
         holdout=args.holdout or None,
+        validate=args.validate or None,
         size=args.size,
         levels=args.levels,
         sequences=args.sequences,

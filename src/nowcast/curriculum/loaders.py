@@ -12,7 +12,9 @@ Contract
   (``curriculum.validation_fraction``; ``split``: the ``tail`` of each case,
   ``blocks`` within each case or whole ``cases``, see
   :func:`~.windows.split_windows`) and ``holdout`` cases (a case's folder name
-  or key; a data dir's name holds out every case under it). Training windows
+  or key; a data dir's name holds out every case under it); ``validate`` cases
+  (named the same way) are validated on whole in place of the split, every
+  other case trained on. Training windows
   are augmented (``curriculum.augment``) and randomly cropped to ``size`` when
   given; validation and holdout windows are centre-cropped, never augmented.
   Flow: the cached Lucas-Kanade prior. With ``cache_only`` the cache in
@@ -65,6 +67,7 @@ class DataSpec:
     data_dirs: list[Path] = field(default_factory=list)
     synthetic: int = 64
     holdout: list[str] = field(default_factory=list)
+    validate: list[str] = field(default_factory=list)
     size: int | None = None
     levels: int = 18
     sequences: int = 2000
@@ -289,6 +292,7 @@ def _archive(settings: Settings, spec: DataSpec):
         windows,
         validation_fraction=settings.curriculum.validation_fraction,
         holdout_cases=_expand_holdout(spec.holdout, cache.cases),
+        validation_cases=_expand_holdout(spec.validate, cache.cases),
         mode=spec.split,
     )
     common = dict(

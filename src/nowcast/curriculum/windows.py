@@ -27,7 +27,10 @@ Contract
   start time (counting from the latest) going to validation. Cases in
   ``holdout_cases`` (a key such as ``"radar-cases/fmi-20160928"`` or a folder
   name such as ``"fmi-20160928"``) go whole to ``holdout``: skill on cases the
-  model never saw. Validation and holdout windows are thinned to one
+  model never saw. Cases in ``validation_cases`` (named the same way) go whole
+  to ``validation`` in place of the split, every other case (not held out) whole
+  to training: a validation set chosen for its events (many convective
+  windows), not by time. Validation and holdout windows are thinned to one
   every ``validation_stride`` frames.
 """
 
@@ -167,6 +170,7 @@ def split_windows(
     *,
     validation_fraction: float = 0.2,
     holdout_cases: Iterable[str] = (),
+    validation_cases: Iterable[str] = (),
     mode: Literal["tail", "blocks", "cases"] = "tail",
     block_frames: int = 60,
     validation_stride: int = 5,
@@ -182,6 +186,9 @@ def split_windows(
         (``curriculum.validation_fraction``).
     holdout_cases
         Case keys or folder names held out whole.
+    validation_cases
+        Case keys or folder names validated on whole, in place of ``mode``'s
+        split (the other cases are trained on whole); a case in both is held out.
     mode
         ``"tail"`` (the end of each case), ``"blocks"`` (every k-th block of
         each case) or ``"cases"`` (every k-th whole case, in time order).
@@ -201,12 +208,14 @@ def split_windows(
     if mode not in ("tail", "blocks", "cases"):
         raise ValueError(f"unknown split mode {mode!r}: choose tail, blocks or cases")
     holdout = set(holdout_cases)
+    chosen = set(validation_cases)
     by_case: dict[str, list[Window]] = {}
     for w in windows:
         by_case.setdefault(w.case, []).append(w)
-    unknown = [h for h in holdout if not any(_holdout_match(k, {h}) for k in by_case)]
-    if unknown:
-        log.warning("holdout cases without windows", cases=sorted(unknown))
+    for kind, names in (("holdout", holdout), ("validation", chosen)):
+        unknown = [h for h in names if not any(_holdout_match(k, {h}) for k in by_case)]
+        if unknown:
+            log.warning(f"{kind} cases without windows", cases=sorted(unknown))
     train: list[Window] = []
     validation: list[Window] = []
     held: list[Window] = []
@@ -220,6 +229,12 @@ def split_windows(
     for key, ws in by_case.items():
         if _holdout_match(key, holdout):
             held.extend(_thin(ws, validation_stride))
+            continue
+        if chosen:
+            if _holdout_match(key, chosen):
+                validation.extend(_thin(ws, validation_stride))
+            else:
+                train.extend(ws)
             continue
         if mode == "cases":
             if key in val_cases:
