@@ -1,0 +1,115 @@
+"""bench/gpu_train.sh, the GPU lane of issue 13, end to end in its tiny CPU mode.
+
+The script trains both shipped models from their weights on a lent GPU; here it
+runs the same steps (cache archive unpacked, flows computed, warm starts, both
+curricula, exports, table) on four real cases at tiny sizes, as a subprocess,
+so the device run does not meet its first error there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import RADAR_CASES, RADAR_CASES_MORE, REPO
+from nowcast.model.checkpoint import load_checkpoint, load_model
+
+CASES = {
+    "radar-cases": ["fmi-20160928"],
+    "radar-cases-more": ["knmi-20210101", "knmi-20210102", "unica-20190412_1220"],
+}
+
+
+def _tiny_data(tmp_path: Path) -> list[Path]:
+    """Data dirs named like the real ones, holding links to four cases."""
+    dirs = []
+    for name, cases in CASES.items():
+        root = (RADAR_CASES if name == "radar-cases" else RADAR_CASES_MORE).resolve()
+        missing = [c for c in cases if not (root / c).is_dir()]
+        if missing:
+            pytest.skip(f"shared radar cases not found: {root / missing[0]}")
+        d = tmp_path / "data" / name
+        d.mkdir(parents=True)
+        for case in cases:
+            (d / case).symlink_to(root / case, target_is_directory=True)
+        dirs.append(d)
+    return dirs
+
+
+def test_gpu_train_script_tiny_on_the_cpu(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "PYTHON": sys.executable,
+    }
+    archive = tmp_path / "cache.tar.xz"
+    pack = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "gpu_train.py"),
+            "pack",
+            str(archive),
+            "--data",
+            *map(str, _tiny_data(tmp_path)),
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pack.returncode == 0, pack.stderr[-2000:]
+    assert "4 cases" in pack.stdout
+
+    out = tmp_path / "out"
+    env.update(
+        GPU_TRAIN_TINY="1",
+        OUT=str(out),
+        GPU_TRAIN_WORK=str(tmp_path / "work"),
+        GPU_TRAIN_CACHE_ARCHIVE=str(archive),
+    )
+    proc = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu_train.sh")],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, log
+    assert "imports ok" in (out / "prep.log").read_text()
+
+    for name, levels in (("real2d", 1), ("demo3d", 18)):
+        state = load_checkpoint(out / f"{name}.pt")
+        assert state["phase"] == 3 and state["finished"], name
+        assert state["optimizer"] is None  # an export, not a _last
+        assert state["data"]["levels"] == [levels]
+        shipped = load_checkpoint(REPO / "models" / f"{name}.pt")
+        assert state["init_kwargs"] == shipped["init_kwargs"]
+        # the shipped model's history, then this run's (from its warm start)
+        runs = state["history"]
+        assert len(runs) == len(shipped["history"]) + 1
+        assert "--resume-from" in runs[-1]["command"]
+        assert runs[-1]["status"] == "completed"
+        net, _meta = load_model(out / f"{name}.pt")
+        assert sum(p.numel() for p in net.parameters()) == 219_243
+
+    rows = {r["model"]: r for r in json.loads((out / "train_summary.json").read_text())}
+    assert set(rows) == {"real2d", "demo3d"}
+    for r in rows.values():
+        assert r["rc"] == 0 and r["salvaged_from"] is None
+        assert r["epochs"] == 3 and r["samples_seen"] > 0
+        assert r["device"] == "cpu"
+    assert rows["real2d"]["holdout_csi35"] is not None  # radar-cases held out
+    table = (out / "train_table.md").read_text()
+    assert table.startswith("| model | rc | epochs | samples seen | wall s |")
+    assert "| real2d | 0 | 3 |" in table and "| demo3d | 0 | 3 |" in table
+    # what comes back from the device: 8 files at most, none in a folder
+    assert len(list(out.iterdir())) <= 8
+    assert all(p.is_file() for p in out.iterdir())
