@@ -64,6 +64,11 @@ def test_optimizer_and_loss_weights_from_the_phase():
     assert (loss.high_penalty_weight, loss.ssim_weight) == (50.0, 20.0)
     assert loss.high_threshold == pytest.approx(40.0 / 70.0)
     assert loss.huber_delta == 0.1
+    assert loss.event_weight == 0.0  # off by default, in unit range when on
+    assert loss.event_thresholds == pytest.approx((20.0 / 70.0, 35.0 / 70.0))
+    assert loss.event_width == pytest.approx(2.0 / 70.0)
+    on = cur.model_copy(update={"event_loss_weight": 0.5})
+    assert make_loss(on, p2, 0.0, 70.0).event_weight == 0.5
 
 
 def test_warmup_is_linear_then_constant():
@@ -150,8 +155,14 @@ def test_residual_layers_learn_at_a_scaled_rate_through_every_schedule(number):
     cur = load_config(None).curriculum
     assert cur.residual_lr_scale == 0.01
     phase = phase_config(cur, number)
-    net = build_network(hidden_channels=[4], stem_channels=4, stem_strides=[[1, 2, 2]],
-                        groups=2, head="advection", flow_input=True)
+    net = build_network(
+        hidden_channels=[4],
+        stem_channels=4,
+        stem_strides=[[1, 2, 2]],
+        groups=2,
+        head="advection",
+        flow_input=True,
+    )
     residual = {id(p) for p in net.residual_parameters()}
     assert residual and residual == {
         id(p) for m in (net.motion, net.change) for p in m.parameters()
@@ -165,7 +176,12 @@ def test_residual_layers_learn_at_a_scaled_rate_through_every_schedule(number):
         assert res["lr"] == pytest.approx(0.01 * main["lr"])
         opt.step()
         sched.step(loss)
-    plain = build_network(hidden_channels=[4], stem_channels=4,
-                          stem_strides=[[1, 2, 2]], groups=2, head="plain",
-                          flow_input=False)
+    plain = build_network(
+        hidden_channels=[4],
+        stem_channels=4,
+        stem_strides=[[1, 2, 2]],
+        groups=2,
+        head="plain",
+        flow_input=False,
+    )
     assert len(make_optimizer(plain, phase, residual_lr_scale=0.01).param_groups) == 1

@@ -7,6 +7,7 @@ import torch
 
 from nowcast.curriculum.losses import (
     CombinedLoss,
+    event_csi_term,
     high_penalty_term,
     huber_term,
     motion_loss,
@@ -71,7 +72,7 @@ def test_combined_loss_is_the_documented_sum() -> None:
         high_penalty_weight=50.0, ssim_weight=20.0, high_threshold=40 / 70
     )
     terms = loss(pred, target)
-    assert set(terms) == {"total", "huber", "high", "ssim"}
+    assert set(terms) == {"total", "huber", "high", "ssim", "event"}
     err = pred.detach() - target
     huber = (0.5 * err**2).mean()  # every |err| <= 1 = delta
     high = ((target > 40 / 70) * err.abs()).mean()
@@ -85,6 +86,47 @@ def test_combined_loss_is_the_documented_sum() -> None:
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     perfect = loss(target, target)
     assert perfect["total"].item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_event_csi_term_by_hand() -> None:
+    # one lead, one threshold 0.5, width tiny: the soft CSI is the hard CSI of
+    # the composite (column maximum), counts summed over the batch
+    pred = torch.zeros(2, 1, 2, 2, 2)
+    target = torch.zeros(2, 1, 2, 2, 2)
+    target[0, 0, 1, 0, 0] = target[1, 0, 0, 1, 1] = 0.9  # 2 observed events
+    pred[0, 0, 0, 0, 0] = 0.8  # a hit (another level, the same column)
+    pred[1, 0, 0, 0, 0] = 0.8  # a false alarm; (1, 1, 1) a miss
+    term = event_csi_term(pred, target, (0.5,), 1e-4)
+    assert term.item() == pytest.approx(1 - 1 / 3, abs=1e-4)
+    # per lead, then the mean: a perfect lead and an empty forecast
+    two = torch.zeros(1, 2, 1, 4, 4)
+    obs = two.clone()
+    obs[0, :, 0, :2] = 0.9
+    two[0, 0, 0, :2] = 0.9
+    assert event_csi_term(two, obs, (0.5,), 1e-4).item() == pytest.approx(0.5, 1e-4)
+    # the mask leaves the uncovered pixels out; no thresholds: 0
+    mask = torch.ones_like(pred)
+    mask[1] = 0.0
+    masked = event_csi_term(pred, target, (0.5,), 1e-4, mask)
+    assert masked.item() == pytest.approx(0.0, abs=1e-4)
+    assert event_csi_term(pred, target, (), 0.1).item() == 0.0
+
+
+def test_event_term_trains_only_with_its_weight() -> None:
+    torch.manual_seed(2)
+    target = torch.rand(2, 3, 1, 8, 8)
+    base = dict(high_penalty_weight=0.0, ssim_weight=0.0, high_threshold=0.6)
+    kw = dict(event_thresholds=(0.3, 0.5), event_width=0.03)
+    pred = torch.rand(2, 3, 1, 8, 8, requires_grad=True)
+    off = CombinedLoss(**base, **kw)(pred, target)
+    on = CombinedLoss(**base, **kw, event_weight=2.0)(pred, target)
+    assert 0.0 < off["event"].item() < 1.0  # reported while off
+    torch.testing.assert_close(off["total"], off["huber"])
+    torch.testing.assert_close(on["total"], on["huber"] + 2.0 * on["event"])
+    on["event"].backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    perfect = CombinedLoss(**base, **kw)(target, target)["event"]
+    assert perfect.item() < 0.1 < off["event"].item()  # soft: near, not at, 0
 
 
 def test_motion_loss_endpoint_error() -> None:

@@ -227,6 +227,9 @@ class CurriculumConfig(_Section):
     area_ratio_bound: float = Field(1.2, gt=1)
     area_ratio_ssim: float = Field(30.0, ge=0)
     motion_loss_weight: float = Field(0.0, ge=0)
+    event_loss_weight: float = Field(0.0, ge=0)
+    event_thresholds_dbz: list[float] = Field(default_factory=lambda: [20.0, 35.0])
+    event_width_db: float = Field(2.0, gt=0)
     residual_lr_scale: float = Field(0.01, gt=0)
     select_by: Literal["csi35", "csi20_35"] = "csi35"
     storm_prior: bool = False

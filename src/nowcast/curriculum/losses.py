@@ -7,14 +7,26 @@ Forecast ``pred`` and observation ``target`` are tensors of the same shape
 1 = ``dbz_max``). ``err = pred - target``; ``N`` is the number of voxels (with a
 ``mask``: the number of valid voxels, and the sums run over valid voxels only).
 
-:class:`CombinedLoss` returns ``{"total", "huber", "high", "ssim"}`` where::
+:class:`CombinedLoss` returns ``{"total", "huber", "high", "ssim", "event"}``
+where::
 
     huber = (1 / N) * sum huber_delta(err)
             huber_delta(e) = 0.5 e^2            if |e| <= delta
                            = delta (|e| - delta / 2)  otherwise
     high  = (1 / N) * sum [target > high_threshold] * |err|
     ssim  = ssim3d(pred, target)        (mean SSIM index, 1 = identical)
+    event = event_csi_term(pred, target, event_thresholds, event_width)
     total = huber + high_penalty_weight * high + ssim_weight * (1 - ssim)
+            + event_weight * event
+
+``event`` is the loss aimed at the event thresholds, beside the strategy's three
+and off by default (``event_weight = 0``: still computed, so that it is
+reported): :func:`event_csi_term` is 1 - the soft CSI of the composite (column
+maximum), the forecast's events ``sigmoid((pred - thr) / width)`` against the
+observed ``target >= thr``, hits, forecast and observed events summed over the
+batch and the grid per lead, the CSI averaged over the leads and the
+thresholds, as the verification scores it. :func:`soft_csi` is that CSI for any
+units and any dimensions summed (the smoothing head's loss uses it in dBZ).
 
 ``high`` is averaged over *all* voxels (not over the high ones), so a voxel whose
 target exceeds the threshold costs ``high_penalty_weight * |err|`` on top of its
@@ -42,9 +54,11 @@ import torch.nn.functional as F
 
 __all__ = [
     "CombinedLoss",
+    "event_csi_term",
     "high_penalty_term",
     "huber_term",
     "motion_loss",
+    "soft_csi",
     "ssim3d",
 ]
 
@@ -148,6 +162,55 @@ def ssim3d(
         return (num / den).mean()
 
 
+def soft_csi(
+    forecast: torch.Tensor,
+    observed: torch.Tensor,
+    threshold: float,
+    width: float,
+    valid: torch.Tensor | None = None,
+    dims: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """Soft CSI of ``forecast`` against ``observed >= threshold`` (float32).
+
+    Forecast events are ``sigmoid((forecast - threshold) / width)`` (the same
+    units as ``threshold`` and ``width``); hits, forecast and observed events are
+    summed over ``dims`` (all of them when ``None``) where ``valid``.
+    """
+    p = torch.sigmoid((forecast.float() - threshold) / width)
+    o = (observed.float() >= threshold).float()
+    if valid is not None:
+        v = valid.to(torch.float32).expand_as(p)
+        p, o = p * v, o * v
+    if dims is None:
+        hits, fc, obs = (p * o).sum(), p.sum(), o.sum()
+    else:
+        hits, fc, obs = (p * o).sum(dims), p.sum(dims), o.sum(dims)
+    return hits / (fc + obs - hits + 1e-6)
+
+
+def event_csi_term(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    thresholds: tuple[float, ...],
+    width: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """1 - mean soft CSI of the composite over leads and ``thresholds``.
+
+    ``pred``, ``target`` ``(B, T, Z, Y, X)`` (``mask`` broadcastable), thresholds
+    and ``width`` in the same units (unit range in training); counts are summed
+    over the batch and the grid per lead (:func:`soft_csi`). Without thresholds,
+    0.
+    """
+    if not thresholds:
+        return pred.new_zeros((), dtype=torch.float32)
+    f = pred.float().amax(dim=2)
+    o = target.float().amax(dim=2)
+    valid = None if mask is None else mask.expand_as(target).amax(dim=2) > 0
+    csis = [soft_csi(f, o, thr, width, valid, dims=(0, 2, 3)) for thr in thresholds]
+    return 1.0 - torch.stack(csis).mean()
+
+
 def motion_loss(
     pred_motion: torch.Tensor,
     true_motion: torch.Tensor,
@@ -188,12 +251,18 @@ class CombinedLoss:
         The threshold in unit range (40 dBZ -> ``40 / 70`` by default scaling).
     huber_delta
         The Huber transition, in unit range.
+    event_weight, event_thresholds, event_width
+        The event-threshold term's weight (0: reported, not trained on), its
+        thresholds and the soft events' width, in unit range.
     """
 
     high_penalty_weight: float
     ssim_weight: float
     high_threshold: float
     huber_delta: float = 1.0
+    event_weight: float = 0.0
+    event_thresholds: tuple[float, ...] = ()
+    event_width: float = 2.0 / 70.0
 
     def __call__(
         self,
@@ -218,6 +287,17 @@ class CombinedLoss:
         else:
             m = mask.to(torch.float32).expand_as(target)
             ssim = ssim3d(pred.float() * m, target.float() * m)
+        event = event_csi_term(
+            pred, target, tuple(self.event_thresholds), self.event_width, mask
+        )
         total = huber + self.high_penalty_weight * high
         total = total + self.ssim_weight * (1.0 - ssim)
-        return {"total": total, "huber": huber, "high": high, "ssim": ssim}
+        if self.event_weight > 0:
+            total = total + self.event_weight * event
+        return {
+            "total": total,
+            "huber": huber,
+            "high": high,
+            "ssim": ssim,
+            "event": event,
+        }

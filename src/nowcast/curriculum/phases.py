@@ -124,12 +124,18 @@ def make_loss(
     dbz_max: float = 70.0,
 ) -> CombinedLoss:
     """The phase's :class:`CombinedLoss` (thresholds in unit range)."""
-    high = (curriculum.high_threshold_dbz - dbz_min) / (dbz_max - dbz_min)
+    span = dbz_max - dbz_min
+    high = (curriculum.high_threshold_dbz - dbz_min) / span
     return CombinedLoss(
         high_penalty_weight=phase.high_penalty_weight,
         ssim_weight=phase.ssim_weight,
         high_threshold=high,
         huber_delta=curriculum.huber_delta,
+        event_weight=curriculum.event_loss_weight,
+        event_thresholds=tuple(
+            (t - dbz_min) / span for t in curriculum.event_thresholds_dbz
+        ),
+        event_width=curriculum.event_width_db / span,
     )
 
 

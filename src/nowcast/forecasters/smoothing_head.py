@@ -156,14 +156,9 @@ def soft_csi_loss(
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """1 - mean soft CSI over ``thresholds`` (module contract)."""
-    csis = []
-    for thr in thresholds:
-        p = torch.sigmoid((forecast - thr) / width_db)
-        o = (observed >= thr).to(forecast.dtype)
-        if valid is not None:
-            p, o = p * valid, o * valid
-        hits = (p * o).sum()
-        csis.append(hits / (p.sum() + o.sum() - hits + 1e-6))
+    from nowcast.curriculum.losses import soft_csi
+
+    csis = [soft_csi(forecast, observed, thr, width_db, valid) for thr in thresholds]
     return 1.0 - torch.stack(csis).mean()
 
 
