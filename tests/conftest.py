@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NOWCAST_SHARED_DIR", REPO.parent / "shared"))
 RADAR_CASES = SHARED / "data" / "radar-cases"
 RADAR_CASES_MORE = SHARED / "data" / "radar-cases-more"
+RADAR_CASES_STEPS = SHARED / "data" / "radar-cases-steps"
 
 
 def real_case_files(case: str = "fmi-20160928") -> list[Path]:

@@ -16,12 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RADAR_CASES, RADAR_CASES_MORE, REPO
+from conftest import RADAR_CASES, RADAR_CASES_MORE, RADAR_CASES_STEPS, REPO
 from nowcast.model.checkpoint import load_checkpoint, load_model
 
 CASES = {
     "radar-cases": ["fmi-20160928"],
     "radar-cases-more": ["knmi-20210101", "knmi-20210102", "unica-20190412_1220"],
+    "radar-cases-steps": ["bom66-20201031"],
+}
+ROOTS = {
+    "radar-cases": RADAR_CASES,
+    "radar-cases-more": RADAR_CASES_MORE,
+    "radar-cases-steps": RADAR_CASES_STEPS,
 }
 
 
@@ -29,7 +35,7 @@ def _tiny_data(tmp_path: Path) -> list[Path]:
     """Data dirs named like the real ones, holding links to four cases."""
     dirs = []
     for name, cases in CASES.items():
-        root = (RADAR_CASES if name == "radar-cases" else RADAR_CASES_MORE).resolve()
+        root = ROOTS[name].resolve()
         missing = [c for c in cases if not (root / c).is_dir()]
         if missing:
             pytest.skip(f"shared radar cases not found: {root / missing[0]}")
@@ -46,6 +52,7 @@ def test_gpu_train_script_tiny_on_the_cpu(tmp_path):
         **os.environ,
         "PYTHONPATH": str(REPO / "src"),
         "PYTHON": sys.executable,
+        "NOWCAST_DAEMON__MAX_GAP_FACTOR": "5",  # as the script's header packs it
     }
     archive = tmp_path / "cache.tar.xz"
     pack = subprocess.run(
@@ -64,7 +71,7 @@ def test_gpu_train_script_tiny_on_the_cpu(tmp_path):
         timeout=120,
     )
     assert pack.returncode == 0, pack.stderr[-2000:]
-    assert "4 cases" in pack.stdout
+    assert "5 cases" in pack.stdout
 
     out = tmp_path / "out"
     env.update(
@@ -110,6 +117,14 @@ def test_gpu_train_script_tiny_on_the_cpu(tmp_path):
     table = (out / "train_table.md").read_text()
     assert table.startswith("| model | rc | epochs | samples seen | wall s |")
     assert "| real2d | 0 | 3 |" in table and "| demo3d | 0 | 3 |" in table
+    bench = (out / "gpu_bench.txt").read_text()
+    assert "infer rc 0" in bench and "train rc 0" in bench, bench[-2000:]
+    # real2d trained with the prior it forecasts with, validated on radar-cases-steps
+    real = load_checkpoint(out / "real2d.pt")
+    curriculum = json.loads(real["config"])["curriculum"]
+    assert curriculum["storm_prior"] is True and curriculum["select_by"] == "csi20_35"
+    assert curriculum["residual_lr_scale"] == 1.0
+    assert "--validate radar-cases-steps" in real["history"][-1]["command"]
     # what comes back from the device: 8 files at most, none in a folder
     assert len(list(out.iterdir())) <= 8
     assert all(p.is_file() for p in out.iterdir())
