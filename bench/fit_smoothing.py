@@ -18,7 +18,10 @@ in ``--mode`` (default ``max``: the larger of the blur and the blur
 probability-matched to the unblurred values).
 The checkpoint is written again (``--out``, atomically) with
 ``state["lead_smoothing"]``: the spreads, every candidate's score, the windows and
-this command. Weights are untouched. Fit on cases the skill table does not
+this command. Weights are untouched. The forecasts are fitted without the
+checkpoint's Lagrangian trend (applied after the smoothing), and a trend it
+carries is dropped from the output, as it was fitted on the old smoothing:
+refit it with ``bench/fit_trend.py``. Fit on cases the skill table does not
 score (``radar-cases`` and the storms outside ``../shared`` are the test).
 """
 
@@ -64,8 +67,8 @@ def windows(args):
             yield f"synthetic {regime}", frames, times, dx
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def window_arguments(ap: argparse.ArgumentParser) -> None:
+    """The checkpoint and the verification windows (shared with fit_trend.py)."""
     ap.add_argument("--model", required=True, type=Path, help="checkpoint to fit")
     ap.add_argument(
         "--out",
@@ -85,6 +88,12 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=18)
     ap.add_argument("--size", type=int, default=250)
     ap.add_argument("--seed0", type=int, default=5000)
+    ap.add_argument("--device", default="cpu")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    window_arguments(ap)
     ap.add_argument(
         "--candidates",
         default=",".join(f"{c:g}" for c in CANDIDATES_M_S),
@@ -97,13 +106,13 @@ def main() -> None:
         help="blur: the blur alone; matched: probability-matched to "
         "the unblurred values; max: the larger of the two",
     )
-    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     forecaster = get_forecaster(
         "model",
         checkpoint=args.model,
         device=args.device,
         smoothing=False,
+        trend=False,
     )
     t0 = time.perf_counter()
     sources: dict[str, int] = {}
@@ -134,6 +143,9 @@ def main() -> None:
     if args.out is None:
         return
     state = load_checkpoint(args.model, map_location="cpu")
+    if state.pop("lead_trend", None):  # fitted on the old smoothing's forecasts
+        print("dropped the checkpoint's Lagrangian trend: refit it with "
+              "bench/fit_trend.py on the new smoothing")
     state["lead_smoothing"] = {
         **fit.to_dict(),
         "sources": sources,

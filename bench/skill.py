@@ -29,8 +29,8 @@ scores it with the optical-flow prior alone), on the CPU unless ``--device`` say
 otherwise. Each model also gets the row ``NAME-prior``: the same forecaster with
 the network switched off (``[model] network = false``: its prior alone), so that
 the table shows what the network adds (and ``NAME-unsmoothed`` when the checkpoint
-carries a fitted lead smoothing or smoothing head: the network's frames
-without it); a model runs
+carries a fitted lead smoothing, smoothing head or Lagrangian trend: the
+network's frames without them); a model runs
 only on the level count it was trained on
 (``real2d`` on the real cases, ``demo3d`` on the 18-level storms), and shows ``-``
 where it does not run. For example, the shipped models' rows::
@@ -204,11 +204,12 @@ def main() -> None:
             network=False,
         )
         methods += [name, f"{name}-prior"]
-        smoothed = forecasters[name].spread_m_s or forecasters[name].head is not None
-        if smoothed:  # a fitted lead smoothing or head: also without it
+        fc = forecasters[name]
+        if fc.spread_m_s or fc.head is not None or fc.trend_weight:
+            # a fitted lead smoothing, head or trend: also the network's frames
             forecasters[f"{name}-unsmoothed"] = get_forecaster(
                 "model", checkpoint=path, device=args.device, cell_prior=prior,
-                smoothing=False,
+                smoothing=False, trend=False,
             )
             methods.append(f"{name}-unsmoothed")
     timings = defaultdict(list)

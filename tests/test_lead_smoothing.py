@@ -146,6 +146,9 @@ def test_the_model_forecaster_applies_the_checkpoints_fit(tmp_path, monkeypatch)
 
 def test_fit_smoothing_script_writes_the_fit_into_a_copy(tmp_path):
     ckpt = make_checkpoint(tmp_path / "tiny.pt", levels=(3,))
+    state = load_checkpoint(ckpt)  # a trend fitted on the old smoothing's forecasts
+    state["lead_trend"] = {"scale_m": 8000.0, "weight": [1.0] * 7}
+    save_checkpoint(ckpt, state)
     out = tmp_path / "fitted.pt"
     proc = subprocess.run(
         [
@@ -181,6 +184,8 @@ def test_fit_smoothing_script_writes_the_fit_into_a_copy(tmp_path):
     for key, tensor in before["model"].items():  # the weights are untouched
         assert torch.equal(tensor, after["model"][key])
     assert "lead_smoothing" not in before
+    assert "lead_trend" in before and "lead_trend" not in after  # refit it after
+    assert "dropped the checkpoint's Lagrangian trend" in proc.stdout
 
 
 def test_matched_blur_keeps_each_levels_values_and_moves_them():

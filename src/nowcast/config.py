@@ -185,6 +185,7 @@ class ModelConfig(_Section):
     cell_prior: CellPriorConfig = CellPriorConfig()
     network: bool = True  # false: forecast with the prior alone (what the net adds)
     smoothing: bool = True  # false: ignore the checkpoint's fitted lead smoothing
+    trend: bool = True  # false: ignore the checkpoint's fitted Lagrangian trend
 
 
 class PhaseConfig(_Section):

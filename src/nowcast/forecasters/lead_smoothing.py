@@ -46,8 +46,9 @@ Contract
   writes ``target`` atomically and records where the fit came from. False, and
   nothing written, when ``source`` is missing, unreadable or has no fit, or
   ``target`` has one already. A trained smoothing head
-  (``state["smoothing_head"]``, :mod:`nowcast.forecasters.smoothing_head`) is
-  carried the same way.
+  (``state["smoothing_head"]``, :mod:`nowcast.forecasters.smoothing_head`) and
+  a fitted Lagrangian trend (``state["lead_trend"]``,
+  :mod:`nowcast.forecasters.lead_trend`) are carried the same way.
 """
 
 from __future__ import annotations
@@ -241,6 +242,9 @@ def carry_smoothing(source, target) -> bool:
     except ModelError:
         return False
     fit, head = carried.get("lead_smoothing"), carried.get("smoothing_head")
+    trend = carried.get("lead_trend")
+    if not (trend and any(trend.get("weight") or [])):
+        trend = None
     if not (fit and any(fit.get("spread_m_s") or [])):
         fit = None
     state = load_checkpoint(target, map_location="cpu")
@@ -250,6 +254,9 @@ def carry_smoothing(source, target) -> bool:
         changed = True
     if head and not state.get("smoothing_head"):
         state["smoothing_head"] = {**head, "carried_from": str(source)}
+        changed = True
+    if trend and not state.get("lead_trend"):
+        state["lead_trend"] = {**trend, "carried_from": str(source)}
         changed = True
     if changed:
         save_checkpoint(target, state)

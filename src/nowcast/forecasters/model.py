@@ -47,6 +47,16 @@ Contract (on top of :mod:`nowcast.forecasters.interface`)
   ``max``: :func:`~nowcast.forecasters.lead_smoothing.smooth_leads`). Part of the model, so
   ``network=False`` leaves it out too; ``smoothing=False`` (``[model] smoothing
   = false``) gives the network's frames unsmoothed. ``info["lead_smoothing_m_s"]``.
+- **Lagrangian trend**: a checkpoint may carry ``state["lead_trend"]``
+  (``{"scale_m": S, "weight": [...]}``, fitted by ``bench/fit_trend.py`` on the
+  forecasts as they come out of the smoothing,
+  :mod:`nowcast.forecasters.lead_trend`): the last step's change of the column
+  maximum along the flow prior, blurred at ``S`` metres, moves with the echoes
+  and lead ``k`` gets ``weight[k]`` times it, on every level, after the
+  smoothing. Part of the model like the smoothing: ``network=False`` leaves it
+  out, and so does ``trend=False`` (``[model] trend = false``).
+  ``info["lead_trend"]``; ``info["post_seconds"]`` per forecast (smoothing and
+  trend).
 - **Smoothing head**: a checkpoint may carry instead a trained
   ``state["smoothing_head"]`` (``bench/train_smoothing_head.py``,
   :mod:`nowcast.forecasters.smoothing_head`): a small network that mixes, pixel
@@ -108,6 +118,7 @@ class ModelForecaster(Forecaster):
         tracker: Any = None,
         network: bool = True,
         smoothing: bool = True,
+        trend: bool = True,
     ) -> None:
         import torch
 
@@ -144,6 +155,12 @@ class ModelForecaster(Forecaster):
                 f"{self.checkpoint.name}: lead smoothing mode "
                 f"{self.smoothing_mode!r} is not one of {', '.join(MODES)}"
             )
+        self.trend_scale_m, self.trend_weight = 0.0, []
+        entry = self.meta.get("lead_trend") or {}
+        weights = [float(v) for v in entry.get("weight") or []]
+        if trend and self.network and any(weights):
+            self.trend_scale_m = float(entry.get("scale_m", 0.0))
+            self.trend_weight = weights
         self.head, self.head_bank, self.head_mode = None, [], "max"
         entry = self.meta.get("smoothing_head")
         if entry and smoothing and self.network:
@@ -176,6 +193,11 @@ class ModelForecaster(Forecaster):
             "network": self.network,
             "lead_smoothing_m_s": self.spread_m_s or None,
             "smoothing_head_m_s": self.head_bank or None,
+            "lead_trend": (
+                {"scale_m": self.trend_scale_m, "weight": self.trend_weight}
+                if self.trend_weight
+                else None
+            ),
             "cell_prior": (
                 None if self.cell_prior is None else self.cell_prior.to_dict()
             ),
@@ -192,6 +214,7 @@ class ModelForecaster(Forecaster):
             kwargs.setdefault("dbz_floor", settings.radar.dbz_floor)
             kwargs.setdefault("network", settings.model.network)
             kwargs.setdefault("smoothing", settings.model.smoothing)
+            kwargs.setdefault("trend", settings.model.trend)
             if "cell_prior" not in kwargs:
                 cfg = settings.model.cell_prior
                 kwargs["cell_prior"] = (
@@ -287,6 +310,27 @@ class ModelForecaster(Forecaster):
         batch = {k: torch.from_numpy(v)[None] for k, v in arrays.items()}
         return batch_prior(batch, self.device), storms
 
+    def _add_trend(self, dbz, past, flow, dx_m: float):
+        """``dbz`` with the fitted Lagrangian intensity trend of ``past`` added
+        (:mod:`nowcast.forecasters.lead_trend`), along the flow prior."""
+        from nowcast.forecasters.lead_trend import (
+            advected_trends,
+            apply_trend,
+            lagrangian_trend,
+            scales_px,
+        )
+        from nowcast.verification import column_max
+
+        if flow is None:
+            flow = self._flow(past)
+        trend = lagrangian_trend(column_max(past[-2:]), flow, floor=self.dbz_floor)
+        (scale,) = scales_px([self.trend_scale_m], dx_m)
+        moved = advected_trends(trend, flow, [scale], dbz.shape[0])[scale]
+        ceiling = max(self.dbz_max, self.dbz_floor)
+        return apply_trend(
+            dbz, moved, self.trend_weight, floor=self.dbz_floor, ceiling=ceiling
+        )
+
     # -- the interface -----------------------------------------------------------
     def forecast(
         self,
@@ -350,6 +394,9 @@ class ModelForecaster(Forecaster):
             dbz = smooth_leads(
                 dbz, sigma, floor=self.dbz_floor, mode=self.smoothing_mode
             )
+        if self.trend_weight:
+            dbz = self._add_trend(dbz, past, flow, float(dx_m))
+        t3 = time.perf_counter()
         motion = None
         if motion_px is not None:
             motion = (motion_px * (float(dx_m) / step)).astype(np.float32)
@@ -358,6 +405,7 @@ class ModelForecaster(Forecaster):
             "flow_seconds": round(t1 - t0, 4),
             "prior_seconds": round(tp - t1, 4),
             "net_seconds": round(t2 - tp, 4),
+            "post_seconds": round(t3 - t2, 4),
         }
         if storms is not None:
             info["storms_tracked"] = storms

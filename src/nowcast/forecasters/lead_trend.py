@@ -1,0 +1,281 @@
+"""Lagrangian intensity trend: let growth and decay go on along the motion.
+
+Extrapolation keeps each echo's intensity as it was in the last scan; a cell
+that grew by 6 dB in the last five minutes is forecast to stop growing at once.
+ANVIL and S-PROG (their autoregressive models run on the Lagrangian series)
+and LINDA (its local integro-difference model) carry that tendency on, damped,
+and gain most of their skill over plain extrapolation at the first leads from
+it. This is the model forecaster's version: the change of the column maximum
+over the last step, measured along the motion and smoothed to the scale where
+it is predictable, moves with the echoes and is added to each lead with a
+weight fitted on verification windows (the damped sum of the tendency's future
+steps, lead by lead).
+
+Contract
+--------
+- :func:`lagrangian_trend` ``(composite (t, y, x), flow (2, y, x) px/step)``:
+  dB a step, ``composite[-1] - composite[-2]`` moved one step along ``flow``
+  (pysteps' semi-Lagrangian scheme), where either of the two has echo
+  (``>= echo_dbz``; elsewhere 0), clipped to ``+-clip_db``. NaN counts as no
+  echo. float32 ``(y, x)``.
+- :func:`advected_trends` ``(trend, flow, scales_px, n_leads)``: for each
+  scale, the trend blurred by a Gaussian of that sigma (pixels; 0: as it is)
+  and moved along ``flow`` one step a lead: ``{scale: (n_leads, y, x)}``,
+  zero where it flows in from outside the grid.
+- :func:`apply_trend` ``(dbz (t, [z,] y, x), trend_leads (n, y, x), weights)``:
+  lead ``k`` gets ``weights[k] * trend_leads[k]`` on every level,
+  clipped to ``[floor, ceiling]``; NaN (no coverage) stays NaN; a weight of 0
+  (or a lead beyond the lists) leaves the lead exactly as it was.
+- :func:`scales_px` ``(scales_m, dx_m)``: scales in metres, in pixels of this
+  grid (one fit serves a 2 km composite and a 240 m grid alike; the
+  tendency is per step, as the network's motion is: a case at 10 minutes has
+  its own step).
+- :func:`fit_trend` chooses one scale for every lead and a weight for each
+  lead: for each candidate scale the weight of each lead with the best mean
+  CSI over ``thresholds`` (counts summed over all windows given, column
+  maximum; a tie goes to the smaller weight), and the scale whose leads score
+  best on average (a tie: the smaller). Weight 0 is always a candidate, so a
+  fit never does worse on its windows than no trend; one shared scale (not
+  one a lead) keeps the fit from chasing noise and the forecast to one blur.
+  Returns :class:`TrendFit`.
+- A checkpoint carries a fit as ``state["lead_trend"]`` = ``{"scale_m": S,
+  "weight": [...], ...}``; :class:`nowcast.forecasters.model.ModelForecaster`
+  applies it after the lead smoothing (what it was fitted on); ``[model] trend
+  = false`` or ``network = false`` switch it off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from nowcast.verification import Counts, column_max, contingency
+
+__all__ = [
+    "SCALES_M",
+    "WEIGHTS",
+    "TrendFit",
+    "advected_trends",
+    "apply_trend",
+    "fit_trend",
+    "lagrangian_trend",
+    "scales_px",
+]
+
+SCALES_M = (4000.0, 8000.0, 16000.0, 24000.0, 32000.0)
+"""The smoothing scales (Gaussian sigma, metres) :func:`fit_trend` tries."""
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+"""The lead weights :func:`fit_trend` tries (steps of tendency a lead adds)."""
+
+
+def _extrapolate(field: np.ndarray, flow: np.ndarray, n: int, outval: float):
+    from nowcast.forecasters.pysteps_methods import _quiet, import_pysteps
+
+    import_pysteps()
+    from pysteps.extrapolation import semilagrangian
+
+    with _quiet():
+        out = semilagrangian.extrapolate(
+            np.asarray(field, np.float64), np.asarray(flow, np.float64), n,
+            outval=outval,
+        )
+    return np.nan_to_num(np.asarray(out), nan=outval)
+
+
+def lagrangian_trend(
+    composite: np.ndarray,
+    flow: np.ndarray,
+    *,
+    echo_dbz: float = 5.0,
+    clip_db: float = 15.0,
+    floor: float = 0.0,
+) -> np.ndarray:
+    """dB a step of the last step, along ``flow`` (module contract)."""
+    composite = np.asarray(composite, np.float32)
+    if composite.ndim != 3 or composite.shape[0] < 2:
+        raise ValueError(f"composite must be (t >= 2, y, x), got {composite.shape}")
+    last = np.maximum(np.nan_to_num(composite[-1], nan=floor), floor)
+    before = np.maximum(np.nan_to_num(composite[-2], nan=floor), floor)
+    moved = _extrapolate(before, flow, 1, floor)[0]
+    trend = np.clip(last - moved, -clip_db, clip_db)
+    echo = (last >= echo_dbz) | (moved >= echo_dbz)
+    return np.where(echo, trend, 0.0).astype(np.float32)
+
+
+def advected_trends(
+    trend: np.ndarray, flow: np.ndarray, scales: Iterable[float], n_leads: int
+) -> dict[float, np.ndarray]:
+    """Each scale's blurred trend, moved one step a lead (module contract)."""
+    out: dict[float, np.ndarray] = {}
+    for scale in sorted({float(s) for s in scales}):
+        blurred = gaussian_filter(trend, scale, mode="constant") if scale > 0 else trend
+        out[scale] = _extrapolate(blurred, flow, n_leads, 0.0).astype(np.float32)
+    return out
+
+
+def scales_px(scales_m: Sequence[float], dx_m: float) -> list[float]:
+    """Scales in metres in pixels of a grid of ``dx_m`` (module contract)."""
+    if not dx_m > 0:
+        raise ValueError(f"dx_m must be > 0, got {dx_m}")
+    return [float(s) / float(dx_m) for s in scales_m]
+
+
+def apply_trend(
+    dbz: np.ndarray,
+    trend_leads: np.ndarray,
+    weights: Sequence[float],
+    *,
+    floor: float = 0.0,
+    ceiling: float = 70.0,
+) -> np.ndarray:
+    """Add each lead's weighted, advected trend (module contract)."""
+    dbz = np.asarray(dbz, dtype=np.float32)
+    if dbz.ndim not in (3, 4):
+        raise ValueError(f"dbz must be (t, y, x) or (t, z, y, x), got {dbz.shape}")
+    out = dbz.copy()
+    for k in range(min(dbz.shape[0], len(weights), len(trend_leads))):
+        w = float(weights[k])
+        if w == 0.0:
+            continue
+        add = w * np.asarray(trend_leads[k], np.float32)
+        lead = dbz[k] + (add if dbz.ndim == 3 else add[None])
+        out[k] = np.where(np.isnan(dbz[k]), np.nan, np.clip(lead, floor, ceiling))
+    return out
+
+
+@dataclass
+class TrendFit:
+    """What :func:`fit_trend` found."""
+
+    scale_m: float
+    weight: list[float]
+    scales_m: list[float]
+    weights: list[float]
+    thresholds: list[float]
+    scores: list[dict[str, float]] = field(default_factory=list)
+    """Per lead: ``{"none": mean CSI without the trend, "chosen": with it}``."""
+    scale_scores: list[float] = field(default_factory=list)
+    """Per candidate scale: the mean over leads of its best weights' scores."""
+    windows: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "scale_m": self.scale_m,
+            "weight": self.weight,
+            "scales_m": self.scales_m,
+            "weights": self.weights,
+            "thresholds": self.thresholds,
+            "scores": self.scores,
+            "scale_scores": self.scale_scores,
+            "windows": self.windows,
+        }
+
+
+def fit_trend(
+    windows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]],
+    scales_m: Sequence[float] = SCALES_M,
+    weights: Sequence[float] = WEIGHTS,
+    thresholds: Sequence[float] = (20.0, 35.0),
+    floor: float = 0.0,
+    ceiling: float = 70.0,
+) -> TrendFit:
+    """One scale and per-lead weights with the best mean CSI (module contract).
+
+    ``windows``: ``(forecast, observed, past, flow, dx_m)``: the forecast as the
+    forecaster gives it without the trend and the observation, dBZ ``(t, [z,]
+    y, x)`` of one shape; the input frames ``(t, z, y, x)`` and their flow
+    ``(2, y, x)`` px/step.
+    """
+    scs = sorted({float(s) for s in scales_m})
+    ws = sorted({0.0, *(float(w) for w in weights)})
+    if not scs or scs[0] < 0 or ws[0] < 0:
+        raise ValueError("fit_trend needs scales and weights >= 0")
+    thr = tuple(sorted({float(t) for t in thresholds}))
+    # counts[(scale, weight)][k][t], summed over the windows; weight 0 is "none"
+    counts: dict[tuple[float, float], list[dict[float, Counts]]] = {}
+    n_leads, n = None, 0
+    for forecast, observed, past, flow, dx_m in windows:
+        forecast = np.asarray(forecast, dtype=np.float32)
+        observed = np.asarray(observed, dtype=np.float32)
+        if forecast.shape != observed.shape:
+            raise ValueError(
+                f"forecast {forecast.shape} and observation {observed.shape} differ"
+            )
+        t = forecast.shape[0]
+        n_leads = t if n_leads is None else min(n_leads, t)
+        seen = _composite(observed)
+        comp = column_max(np.asarray(past, np.float32))
+        trend = lagrangian_trend(comp, flow, floor=floor)
+        px = scales_px(scs, float(dx_m))
+        moved = advected_trends(trend, flow, px, t)
+        fc = _composite(forecast)
+        for scale, scale_px in zip(scs, px):
+            for w in ws:
+                if w == 0.0 and scale != scs[0]:
+                    continue
+                key = (scale, w)
+                per_lead = counts.setdefault(key, [])
+                for k in range(t):
+                    lead = fc[k]
+                    if w:
+                        lead = _added(lead, w, moved[scale_px][k], floor, ceiling)
+                    c = contingency(lead, seen[k], thr)
+                    if k == len(per_lead):
+                        per_lead.append(c)
+                    else:
+                        per_lead[k] = {v: per_lead[k][v] + c[v] for v in thr}
+        n += 1
+    if n == 0:
+        raise ValueError("fit_trend got no verification windows")
+
+    def score(key, k):
+        csi = [counts[key][k][v].csi for v in thr]
+        return float(np.nanmean(csi)) if np.isfinite(csi).any() else float("-inf")
+
+    none = (scs[0], 0.0)
+    per_scale = []  # (mean score, weights, per-lead scores) for each scale
+    for scale in scs:
+        weights_k, scores_k = [], []
+        for k in range(n_leads):
+            best_w, best_score = 0.0, score(none, k)
+            for w in ws[1:]:  # ascending: a tie keeps the smaller
+                s = score((scale, w), k)
+                if s > best_score + 1e-12:
+                    best_w, best_score = w, s
+            weights_k.append(best_w)
+            scores_k.append(best_score)
+        per_scale.append((float(np.mean(scores_k)), weights_k, scores_k))
+    best = 0
+    for i, entry in enumerate(per_scale):
+        if entry[0] > per_scale[best][0] + 1e-12:
+            best = i
+    _, weights_k, scores_k = per_scale[best]
+    scores = [
+        {"none": score(none, k), "chosen": scores_k[k]} for k in range(n_leads)
+    ]
+    return TrendFit(
+        scale_m=scs[best],
+        weight=weights_k,
+        scales_m=scs,
+        weights=ws,
+        thresholds=list(thr),
+        scores=scores,
+        scale_scores=[entry[0] for entry in per_scale],
+        windows=n,
+    )
+
+
+def _added(lead, w, moved, floor, ceiling):
+    """A composite lead with the weighted trend, as :func:`apply_trend` adds it
+    (the column maximum of a volume with the same trend on every level is the
+    composite plus the trend, up to the clip)."""
+    return np.where(np.isnan(lead), np.nan, np.clip(lead + w * moved, floor, ceiling))
+
+
+def _composite(stack: np.ndarray) -> np.ndarray:
+    """``(t, y, x)`` as it is, ``(t, z, y, x)`` -> its column maximum ``(t, y, x)``."""
+    return stack if stack.ndim == 3 else column_max(stack)
