@@ -13,7 +13,8 @@ case folders (pooled 2 x 2; cases at another step resampled as in
 windows of ``bench/fit_smoothing.py``, with its arguments), and
 :func:`nowcast.forecasters.lead_trend.fit_trend` picks the smoothing scale of
 the last step's change along the motion (metres, one for all leads) and each
-lead's weight, with the best mean CSI at 20 and 35 dBZ. The checkpoint is
+lead's weights (one for growth, one for decay), with the best mean CSI at 20
+and 35 dBZ. The checkpoint is
 written again (``--out``, atomically) with ``state["lead_trend"]``: the scale,
 the weights, every candidate scale's score, the per-lead scores with and
 without it, the windows and this command. Weights of the network and the
@@ -92,10 +93,12 @@ def main() -> None:
     print("| --- " * (len(fit.scales_m) + 1) + "|")
     print("| mean CSI | " + " | ".join(f"{v:.4f}" for v in fit.scale_scores) + " |")
     print(f"\nscale {fit.scale_m / 1000:g} km\n")
-    print("| lead | weight | CSI without | CSI with |")
-    print("| --- | --- | --- | --- |")
-    for k, (w, sc) in enumerate(zip(fit.weight, fit.scores)):
-        print(f"| t+{k + 1} | {w:g} | {sc['none']:.4f} | {sc['chosen']:.4f} |")
+    print("| lead | growth weight | decay weight | CSI without | CSI with |")
+    print("| --- | --- | --- | --- | --- |")
+    for k, (wg, wd, sc) in enumerate(zip(fit.weight, fit.decay_weight, fit.scores)):
+        print(
+            f"| t+{k + 1} | {wg:g} | {wd:g} | {sc['none']:.4f} | {sc['chosen']:.4f} |"
+        )
     if args.out is None:
         return
     state = load_checkpoint(args.model, map_location="cpu")
@@ -106,7 +109,10 @@ def main() -> None:
         "seconds": round(seconds, 1),
     }
     save_checkpoint(args.out, state)
-    print(f"wrote {args.out} (scale_m {fit.scale_m:g}, weight {fit.weight})")
+    print(
+        f"wrote {args.out} (scale_m {fit.scale_m:g}, weight {fit.weight}, "
+        f"decay_weight {fit.decay_weight})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ from :func:`nowcast.synthetic.generate_sequence` on the pooled grid (250 x 250 a
 2 km, 18 levels), seeds 1000 + i. Scores are aggregate CSI (contingency counts summed
 over all forecasts of a group, then CSI) on the column-maximum composite (the real
 cases have one level, so composite = 3D there), events ``>=`` threshold, pixels
-without coverage left out. Also the median seconds per forecast of each method.
+without coverage left out. Beside the CSI, the frequency bias (forecast / observed
+area of the composite above 35 and 45 dBZ, :data:`BIAS_THRESHOLDS`) per lead, so
+that a method gaining CSI by forecasting too much area shows it. Also the median
+seconds per forecast of each method.
 
 LINDA (deterministic) is the slowest peer by far: about 25 s a rainy level at
 250 x 250 on two cores, so on 18-level volumes it costs minutes a forecast;
@@ -62,6 +65,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 METHODS = ("persistence", "titan", "extrapolation", "sprog", "anvil", "linda")
 THRESHOLDS = (20.0, 35.0)
+BIAS_THRESHOLDS = (35.0, 45.0)
+"""Where the frequency bias (forecast / observed area) is tabled too."""
+COUNTED = tuple(sorted({*THRESHOLDS, *BIAS_THRESHOLDS}))
 N_IN, N_OUT, STRIDE = 8, 7, 5
 
 
@@ -110,7 +116,7 @@ def synthetic_sequences(
 
 def score_group(sequences, methods, forecasters, timings, limits=None):
     """Score every method on every sequence; ``limits[m]``: at most that many."""
-    accs = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
+    accs = {m: ScoreAccumulator(COUNTED, 35.0, (5,)) for m in methods}
     limits = limits or {}
     n = 0
     for frames, times, dx in sequences:
@@ -140,7 +146,18 @@ def csi_rows(accs, n):
             rows[(m, thr)] = [
                 acc.counts(300 * (k + 1), thr, "composite").csi for k in range(N_OUT)
             ]
-    return {"sequences": n, "csi": {f"{m}@{t:g}": v for (m, t), v in rows.items()}}
+    bias = {
+        f"{m}@{thr:g}": [
+            acc.counts(300 * (k + 1), thr, "composite").bias for k in range(N_OUT)
+        ]
+        for m, acc in accs.items()
+        for thr in BIAS_THRESHOLDS
+    }
+    return {
+        "sequences": n,
+        "csi": {f"{m}@{t:g}": v for (m, t), v in rows.items()},
+        "bias": bias,
+    }
 
 
 def markdown(results, methods) -> str:
@@ -158,6 +175,16 @@ def markdown(results, methods) -> str:
                 cells = " | ".join(
                     "-" if v is None or not np.isfinite(v) else f"{v:.3f}"
                     for v in [*vals, mean]
+                )
+                out.append(f"| {m} | {thr:g} | {cells} |")
+        out.append("\nFrequency bias (forecast / observed area above the threshold):\n")
+        out.append(f"| method | dBZ | {leads} |")
+        out.append("| --- | --- |" + " --- |" * N_OUT)
+        for thr in BIAS_THRESHOLDS:
+            for m in methods:
+                vals = res.get("bias", {}).get(f"{m}@{thr:g}") or [None] * N_OUT
+                cells = " | ".join(
+                    "-" if v is None or not np.isfinite(v) else f"{v:.2f}" for v in vals
                 )
                 out.append(f"| {m} | {thr:g} | {cells} |")
     out.append("\n| method | seconds per forecast (median) |")
@@ -214,9 +241,9 @@ def main() -> None:
             methods.append(f"{name}-unsmoothed")
     timings = defaultdict(list)
     results = {"machine": machine(), "groups": {}}
-    overall = {m: ScoreAccumulator(THRESHOLDS, 35.0, (5,)) for m in methods}
+    overall = {m: ScoreAccumulator(COUNTED, 35.0, (5,)) for m in methods}
     n_all = 0
-    family = defaultdict(lambda: ({m: ScoreAccumulator(THRESHOLDS, 35.0, (5,))
+    family = defaultdict(lambda: ({m: ScoreAccumulator(COUNTED, 35.0, (5,))
                                    for m in methods}, [0]))
     for root in args.real:
         for case in sorted(p for p in root.iterdir() if p.is_dir()):

@@ -92,17 +92,22 @@ def test_apply_adds_each_leads_weight_on_every_level_and_keeps_coverage():
     assert np.nanmax(np.abs(out[1] - 34.0)) == 0.0  # both levels
     assert np.nanmax(out[2]) == 70.0  # clipped at the ceiling
     assert np.isnan(out[:, :, 0, 0]).all()
+    # growth and decay weighted apart: growth 0 leaves a growing field as it was
+    mixed = np.stack([leads[0], -leads[0], leads[0]])
+    split = apply_trend(dbz[:, 0], mixed, [0.0, 0.0, 0.5], [2.0, 2.0, 0.0])
+    assert split[0, 1, 1] == 30.0 and split[1, 1, 1] == 22.0 and split[2, 1, 1] == 32.0
     shorter = apply_trend(dbz[:, 0], leads, [1.0], floor=0.0)  # 2D; leads beyond stay
     assert shorter[0, 1, 1] == 34.0 and shorter[2, 1, 1] == 30.0
     decay = apply_trend(dbz[:, 0], -leads * 10, [1.0, 1.0, 1.0], floor=0.0)
     assert np.nanmin(decay) == 0.0  # never below the floor
 
 
-def _window(growth, rng):
+def _window(growth, rng, last=34.0):
     """Forecast (persistence moved along the motion, as extrapolation does),
-    observation (the cell keeps growing by ``growth`` a step: 34 dBZ at the last
-    input, above 35 from the first lead on), the inputs, the flow."""
-    kw = {"growth": growth, "start": 34.0 - 7 * growth}
+    observation (the cell keeps growing by ``growth`` a step from ``last`` dBZ at
+    the last input: with the default, above 35 from the first lead on), the
+    inputs, the flow."""
+    kw = {"growth": growth, "start": last - 7 * growth}
     past = np.stack([growing_cell(t, **kw) for t in range(6, 8)])[:, None]
     future = np.stack([growing_cell(t, **kw) for t in range(8, 15)])[:, None]
     last = past[-1, 0]
@@ -126,8 +131,19 @@ def test_fit_carries_growth_on_and_leaves_a_steady_storm_alone():
     # no growth: nothing to carry on, every weight 0
     steady = fit_trend([_window(0.0, rng) for _ in range(2)], [4000.0], [1.0, 2.0])
     assert steady.weight == [0.0] * 7
+    # a cell that decays steadily and one whose growth stops at once: the fit
+    # carries the decay on and not the growth
+    stops = []
+    for _ in range(2):
+        forecast, future, past, flow, dx = _window(2.0, rng)
+        future = np.stack([np.roll(past[-1, 0], 2 * (k + 1), axis=1) for k in range(7)])
+        stops.append((forecast, future[:, None], past, flow, dx))
+    decays = [_window(-2.0, rng, last=38.0) for _ in range(2)]  # below 35 at t+10
+    split = fit_trend(stops + decays, [0.0], [1.0, 2.0])  # 0: the trend unblurred
+    assert split.weight == [0.0] * 7 and all(w > 0 for w in split.decay_weight[1:])
     d = grow.to_dict()
     assert d["scale_m"] == grow.scale_m and d["weight"] == grow.weight
+    assert d["decay_weight"] == grow.decay_weight
     with pytest.raises(ValueError, match="no verification windows"):
         fit_trend([])
 
@@ -144,7 +160,9 @@ def test_the_model_forecaster_applies_the_checkpoints_trend(tmp_path, monkeypatc
     plain = ModelForecaster(ckpt, **kw).forecast(frames, TIMES, 7, dx_m=2000.0)
     fc = ModelForecaster(fitted, **kw)
     res = fc.forecast(frames, TIMES, 7, dx_m=2000.0)
-    assert res.info["lead_trend"] == {"scale_m": 4000.0, "weight": weight}
+    assert res.info["lead_trend"] == {
+        "scale_m": 4000.0, "weight": weight, "decay_weight": weight,
+    }
     assert "post_seconds" in res.info
     np.testing.assert_array_equal(res.dbz[0], plain.dbz[0])  # weight 0
     gain = np.nanmax(res.dbz[-1] - plain.dbz[-1])
@@ -192,6 +210,7 @@ def test_fit_trend_script_writes_the_fit_into_a_copy(tmp_path):
     assert "2 windows" in proc.stdout and "| t+7 |" in proc.stdout
     fit = load_checkpoint(out)["lead_trend"]
     assert len(fit["weight"]) == 7 and set(fit["weight"]) <= {0.0, 0.5, 1.0}
+    assert len(fit["decay_weight"]) == 7 and set(fit["decay_weight"]) <= {0.0, 0.5, 1.0}
     assert fit["scale_m"] in (4000.0, 16000.0)
     assert fit["sources"] == {"synthetic multicell": 2} and fit["windows"] == 2
     before, after = load_checkpoint(ckpt), load_checkpoint(out)

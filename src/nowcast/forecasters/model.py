@@ -48,12 +48,12 @@ Contract (on top of :mod:`nowcast.forecasters.interface`)
   ``network=False`` leaves it out too; ``smoothing=False`` (``[model] smoothing
   = false``) gives the network's frames unsmoothed. ``info["lead_smoothing_m_s"]``.
 - **Lagrangian trend**: a checkpoint may carry ``state["lead_trend"]``
-  (``{"scale_m": S, "weight": [...]}``, fitted by ``bench/fit_trend.py`` on the
-  forecasts as they come out of the smoothing,
+  (``{"scale_m": S, "weight": [...], "decay_weight": [...]}``, fitted by
+  ``bench/fit_trend.py`` on the forecasts as they come out of the smoothing,
   :mod:`nowcast.forecasters.lead_trend`): the last step's change of the column
   maximum along the flow prior, blurred at ``S`` metres, moves with the echoes
-  and lead ``k`` gets ``weight[k]`` times it, on every level, after the
-  smoothing. Part of the model like the smoothing: ``network=False`` leaves it
+  and lead ``k`` gets ``weight[k]`` times its growth and ``decay_weight[k]``
+  times its decay, on every level, after the smoothing. Part of the model like the smoothing: ``network=False`` leaves it
   out, and so does ``trend=False`` (``[model] trend = false``).
   ``info["lead_trend"]``; ``info["post_seconds"]`` per forecast (smoothing and
   trend).
@@ -155,12 +155,13 @@ class ModelForecaster(Forecaster):
                 f"{self.checkpoint.name}: lead smoothing mode "
                 f"{self.smoothing_mode!r} is not one of {', '.join(MODES)}"
             )
-        self.trend_scale_m, self.trend_weight = 0.0, []
+        self.trend_scale_m, self.trend_weight, self.trend_decay = 0.0, [], []
         entry = self.meta.get("lead_trend") or {}
         weights = [float(v) for v in entry.get("weight") or []]
-        if trend and self.network and any(weights):
+        decay = [float(v) for v in entry.get("decay_weight") or weights]
+        if trend and self.network and (any(weights) or any(decay)):
             self.trend_scale_m = float(entry.get("scale_m", 0.0))
-            self.trend_weight = weights
+            self.trend_weight, self.trend_decay = weights, decay
         self.head, self.head_bank, self.head_mode = None, [], "max"
         entry = self.meta.get("smoothing_head")
         if entry and smoothing and self.network:
@@ -194,7 +195,11 @@ class ModelForecaster(Forecaster):
             "lead_smoothing_m_s": self.spread_m_s or None,
             "smoothing_head_m_s": self.head_bank or None,
             "lead_trend": (
-                {"scale_m": self.trend_scale_m, "weight": self.trend_weight}
+                {
+                    "scale_m": self.trend_scale_m,
+                    "weight": self.trend_weight,
+                    "decay_weight": self.trend_decay,
+                }
                 if self.trend_weight
                 else None
             ),
@@ -328,7 +333,12 @@ class ModelForecaster(Forecaster):
         moved = advected_trends(trend, flow, [scale], dbz.shape[0])[scale]
         ceiling = max(self.dbz_max, self.dbz_floor)
         return apply_trend(
-            dbz, moved, self.trend_weight, floor=self.dbz_floor, ceiling=ceiling
+            dbz,
+            moved,
+            self.trend_weight,
+            self.trend_decay,
+            floor=self.dbz_floor,
+            ceiling=ceiling,
         )
 
     # -- the interface -----------------------------------------------------------
