@@ -21,6 +21,7 @@ from nowcast.forecasters.lead_trend import (
     fit_trend,
     lagrangian_trend,
     scales_px,
+    trend_displacements,
 )
 from nowcast.forecasters.model import ModelForecaster
 from nowcast.model.checkpoint import load_checkpoint, save_checkpoint
@@ -76,6 +77,16 @@ def test_the_trend_moves_with_the_echoes_lead_by_lead():
     for k in range(3):  # lead k + 1: 2 (k + 1) px further along x
         cols = np.nonzero(moved[0.0][k][32] > 2.0)[0]
         assert cols.min() == 20 + 2 * (k + 1) and cols.max() == 24 + 2 * (k + 1)
+    # the displacements computed once and given serve the same
+    disp = trend_displacements(flow_x(2), 3)
+    assert disp.shape == (3, 2, 64, 64)
+    given = advected_trends(trend, flow_x(2), [0.0], 3, displacements=disp)
+    np.testing.assert_array_equal(given[0.0], moved[0.0])
+    comp = np.stack([growing_cell(t) for t in range(2)])
+    np.testing.assert_array_equal(
+        lagrangian_trend(comp, flow_x(2), displacements=disp),
+        lagrangian_trend(comp, flow_x(2)),
+    )
     blurred = moved[2.0][0]
     assert blurred.max() < 4.0 and (blurred > 0.1).sum() > (moved[0.0][0] > 0.1).sum()
     assert scales_px([8000.0, 16000.0], 2000.0) == [4.0, 8.0]

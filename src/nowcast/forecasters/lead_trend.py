@@ -15,11 +15,16 @@ times the observed by t+20 on the held-out cases) where decay does not.
 
 Contract
 --------
-- :func:`lagrangian_trend` ``(composite (t, y, x), flow (2, y, x) px/step)``:
-  dB a step, ``composite[-1] - composite[-2]`` moved one step along ``flow``
-  (pysteps' semi-Lagrangian scheme), where either of the two has echo
-  (``>= echo_dbz``; elsewhere 0), clipped to ``+-clip_db``. NaN counts as no
-  echo. float32 ``(y, x)``.
+- Motion: pysteps' semi-Lagrangian displacements of ``flow`` (2, y, x)
+  px/step, one a lead (:func:`~nowcast.forecasters.pysteps_methods.lead_displacements`
+  and :func:`~nowcast.forecasters.pysteps_methods.warp`, as the extrapolation
+  peer moves its echoes). Both functions below compute them from ``flow``, or
+  take them ready (``displacements=``, ``(n >= 1, 2, y, x)``) so that one
+  forecast computes them once.
+- :func:`lagrangian_trend` ``(composite (t, y, x), flow)``:
+  dB a step, ``composite[-1] - composite[-2]`` moved one step along ``flow``,
+  where either of the two has echo (``>= echo_dbz``; elsewhere 0), clipped to
+  ``+-clip_db``. NaN counts as no echo. float32 ``(y, x)``.
 - :func:`advected_trends` ``(trend, flow, scales_px, n_leads)``: for each
   scale, the trend blurred by a Gaussian of that sigma (pixels; 0: as it is)
   and moved along ``flow`` one step a lead: ``{scale: (n_leads, y, x)}``,
@@ -68,6 +73,7 @@ __all__ = [
     "fit_trend",
     "lagrangian_trend",
     "scales_px",
+    "trend_displacements",
 ]
 
 SCALES_M = (4000.0, 8000.0, 16000.0, 24000.0, 32000.0)
@@ -77,18 +83,12 @@ WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 """The lead weights :func:`fit_trend` tries (steps of tendency a lead adds)."""
 
 
-def _extrapolate(field: np.ndarray, flow: np.ndarray, n: int, outval: float):
-    from nowcast.forecasters.pysteps_methods import _quiet, import_pysteps
+def trend_displacements(flow: np.ndarray, n_leads: int) -> np.ndarray:
+    """The backward displacement ``(n_leads, 2, y, x)`` of each lead along
+    ``flow`` (module contract)."""
+    from nowcast.forecasters.pysteps_methods import lead_displacements
 
-    import_pysteps()
-    from pysteps.extrapolation import semilagrangian
-
-    with _quiet():
-        out = semilagrangian.extrapolate(
-            np.asarray(field, np.float64), np.asarray(flow, np.float64), n,
-            outval=outval,
-        )
-    return np.nan_to_num(np.asarray(out), nan=outval)
+    return lead_displacements(np.asarray(flow, np.float64), range(1, n_leads + 1))
 
 
 def lagrangian_trend(
@@ -98,28 +98,42 @@ def lagrangian_trend(
     echo_dbz: float = 5.0,
     clip_db: float = 15.0,
     floor: float = 0.0,
+    displacements: np.ndarray | None = None,
 ) -> np.ndarray:
     """dB a step of the last step, along ``flow`` (module contract)."""
+    from nowcast.forecasters.pysteps_methods import warp
+
     composite = np.asarray(composite, np.float32)
     if composite.ndim != 3 or composite.shape[0] < 2:
         raise ValueError(f"composite must be (t >= 2, y, x), got {composite.shape}")
     last = np.maximum(np.nan_to_num(composite[-1], nan=floor), floor)
     before = np.maximum(np.nan_to_num(composite[-2], nan=floor), floor)
-    moved = _extrapolate(before, flow, 1, floor)[0]
+    if displacements is None:
+        displacements = trend_displacements(flow, 1)
+    moved = warp(before, displacements[0], floor)
     trend = np.clip(last - moved, -clip_db, clip_db)
     echo = (last >= echo_dbz) | (moved >= echo_dbz)
     return np.where(echo, trend, 0.0).astype(np.float32)
 
 
 def advected_trends(
-    trend: np.ndarray, flow: np.ndarray, scales: Iterable[float], n_leads: int
+    trend: np.ndarray,
+    flow: np.ndarray,
+    scales: Iterable[float],
+    n_leads: int,
+    displacements: np.ndarray | None = None,
 ) -> dict[float, np.ndarray]:
     """Each scale's blurred trend, moved one step a lead (module contract)."""
-    out: dict[float, np.ndarray] = {}
-    for scale in sorted({float(s) for s in scales}):
-        blurred = gaussian_filter(trend, scale, mode="constant") if scale > 0 else trend
-        out[scale] = _extrapolate(blurred, flow, n_leads, 0.0).astype(np.float32)
-    return out
+    from nowcast.forecasters.pysteps_methods import warp
+
+    if displacements is None:
+        displacements = trend_displacements(flow, n_leads)
+    keys = sorted({float(s) for s in scales})
+    blurred = np.stack(
+        [gaussian_filter(trend, s, mode="constant") if s > 0 else trend for s in keys]
+    )
+    moved = np.stack([warp(blurred, d, 0.0) for d in displacements[:n_leads]], axis=1)
+    return {s: moved[i].astype(np.float32) for i, s in enumerate(keys)}
 
 
 def scales_px(scales_m: Sequence[float], dx_m: float) -> list[float]:
@@ -223,9 +237,10 @@ def fit_trend(
         n_leads = t if n_leads is None else min(n_leads, t)
         seen = _composite(observed)
         comp = column_max(np.asarray(past, np.float32))
-        trend = lagrangian_trend(comp, flow, floor=floor)
+        disp = trend_displacements(flow, t)
+        trend = lagrangian_trend(comp, flow, floor=floor, displacements=disp)
         px = scales_px(scs, float(dx_m))
-        moved = advected_trends(trend, flow, px, t)
+        moved = advected_trends(trend, flow, px, t, displacements=disp)
         fc = _composite(forecast)
         for scale, scale_px in zip(scs, px):
             for wg, wd in pairs:

@@ -323,14 +323,20 @@ class ModelForecaster(Forecaster):
             apply_trend,
             lagrangian_trend,
             scales_px,
+            trend_displacements,
         )
         from nowcast.verification import column_max
 
         if flow is None:
             flow = self._flow(past)
-        trend = lagrangian_trend(column_max(past[-2:]), flow, floor=self.dbz_floor)
+        n_leads = dbz.shape[0]
+        disp = trend_displacements(flow, n_leads)  # once, for both steps
+        trend = lagrangian_trend(
+            column_max(past[-2:]), flow, floor=self.dbz_floor, displacements=disp
+        )
         (scale,) = scales_px([self.trend_scale_m], dx_m)
-        moved = advected_trends(trend, flow, [scale], dbz.shape[0])[scale]
+        moved = advected_trends(trend, flow, [scale], n_leads, displacements=disp)
+        moved = moved[scale]
         ceiling = max(self.dbz_max, self.dbz_floor)
         return apply_trend(
             dbz,
