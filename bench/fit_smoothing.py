@@ -67,6 +67,22 @@ def windows(args):
             yield f"synthetic {regime}", frames, times, dx
 
 
+def forecasts(args, forecaster, sources: dict[str, int]):
+    """``forecaster`` on every window of ``args`` it runs on: ``(result, past,
+    future, dx_m, step_s)``; ``sources`` counts the windows by case (shared with
+    fit_trend.py)."""
+    for name, frames, times, dx in windows(args):
+        if not forecaster.runs_on(frames.shape[1]):
+            continue
+        past, future = frames[:N_IN], frames[N_IN:]
+        step = (times[1] - times[0]).total_seconds()
+        result = forecaster.forecast(
+            past, times[:N_IN], N_OUT, dx_m=dx, interval_s=step
+        )
+        sources[name] = sources.get(name, 0) + 1
+        yield result, past, future, dx, step
+
+
 def window_arguments(ap: argparse.ArgumentParser) -> None:
     """The checkpoint and the verification windows (shared with fit_trend.py)."""
     ap.add_argument("--model", required=True, type=Path, help="checkpoint to fit")
@@ -118,15 +134,7 @@ def main() -> None:
     sources: dict[str, int] = {}
 
     def pairs():
-        for name, frames, times, dx in windows(args):
-            if not forecaster.runs_on(frames.shape[1]):
-                continue
-            past, future = frames[:N_IN], frames[N_IN:]
-            step = (times[1] - times[0]).total_seconds()
-            result = forecaster.forecast(
-                past, times[:N_IN], N_OUT, dx_m=dx, interval_s=step
-            )
-            sources[name] = sources.get(name, 0) + 1
+        for result, _past, future, dx, step in forecasts(args, forecaster, sources):
             yield result.dbz, future, dx, step
 
     candidates = [float(c) for c in args.candidates.split(",") if c]

@@ -34,8 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fit_smoothing import window_arguments, windows
-from skill import N_IN, N_OUT
+from fit_smoothing import forecasts, window_arguments
 
 from nowcast.forecasters import get_forecaster
 from nowcast.forecasters.flow import FLOW_FRAMES, flow_prior
@@ -71,16 +70,8 @@ def main() -> None:
     sources: dict[str, int] = {}
 
     def pairs():
-        for name, frames, times, dx in windows(args):
-            if not forecaster.runs_on(frames.shape[1]):
-                continue
-            past, future = frames[:N_IN], frames[N_IN:]
-            step = (times[1] - times[0]).total_seconds()
-            result = forecaster.forecast(
-                past, times[:N_IN], N_OUT, dx_m=dx, interval_s=step
-            )
-            flow = flow_prior(past[-FLOW_FRAMES:], floor)
-            sources[name] = sources.get(name, 0) + 1
+        for result, past, future, dx, _step in forecasts(args, forecaster, sources):
+            flow = flow_prior(past[-FLOW_FRAMES:], floor)  # the model's trend flow
             yield result.dbz, future, past[-2:], flow, dx
 
     fit = fit_trend(

@@ -49,6 +49,9 @@ Contract
   (``state["smoothing_head"]``, :mod:`nowcast.forecasters.smoothing_head`) and
   a fitted Lagrangian trend (``state["lead_trend"]``,
   :mod:`nowcast.forecasters.lead_trend`) are carried the same way.
+- :func:`composite_leads`, :func:`checked_window`, :func:`add_lead_counts` and
+  :func:`mean_csi`: the pieces of a per-lead fit on verification windows, shared
+  with :func:`nowcast.forecasters.lead_trend.fit_trend`.
 """
 
 from __future__ import annotations
@@ -187,24 +190,15 @@ def fit_spread(
     counts: list[list[dict[float, Counts]]] = [[] for _ in cands]
     n_leads, n = None, 0
     for forecast, observed, dx_m, step_s in windows:
-        forecast = np.asarray(forecast, dtype=np.float32)
-        observed = np.asarray(observed, dtype=np.float32)
-        if forecast.shape != observed.shape:
-            raise ValueError(
-                f"forecast {forecast.shape} and observation {observed.shape} differ"
-            )
+        forecast, observed = checked_window(forecast, observed)
         t = forecast.shape[0]
         n_leads = t if n_leads is None else min(n_leads, t)
-        seen = _composite(observed)
+        seen = composite_leads(observed)
         for per_lead, spread in zip(counts, cands):
             sigma = sigmas_px([spread], dx_m, step_s, t)
-            smooth = _composite(smooth_leads(forecast, sigma, mode=mode))
+            smooth = composite_leads(smooth_leads(forecast, sigma, mode=mode))
             for k in range(t):
-                c = contingency(smooth[k], seen[k], thr)
-                if k == len(per_lead):
-                    per_lead.append(c)
-                else:
-                    per_lead[k] = {v: per_lead[k][v] + c[v] for v in thr}
+                add_lead_counts(per_lead, k, contingency(smooth[k], seen[k], thr))
         n += 1
     if n == 0:
         raise ValueError("fit_spread got no verification windows")
@@ -212,19 +206,42 @@ def fit_spread(
     for k in range(n_leads):
         row = []
         for per_lead in counts:
-            csi = [per_lead[k][v].csi for v in thr]
-            row.append(
-                float(np.nanmean(csi)) if np.isfinite(csi).any() else float("nan")
-            )
+            row.append(mean_csi(per_lead[k]))
         scores.append(row)
         best = int(np.nanargmax(row)) if np.isfinite(row).any() else 0
         chosen.append(cands[best])
     return SmoothingFit(chosen, cands, list(thr), scores, n, mode)
 
 
-def _composite(stack: np.ndarray) -> np.ndarray:
+# -- shared by the per-lead fits here and in nowcast.forecasters.lead_trend --------
+def composite_leads(stack: np.ndarray) -> np.ndarray:
     """``(t, y, x)`` as it is, ``(t, z, y, x)`` -> its column maximum ``(t, y, x)``."""
     return stack if stack.ndim == 3 else column_max(stack)
+
+
+def checked_window(forecast, observed) -> tuple[np.ndarray, np.ndarray]:
+    """A fit window's forecast and observation as float32, of one shape."""
+    forecast = np.asarray(forecast, dtype=np.float32)
+    observed = np.asarray(observed, dtype=np.float32)
+    if forecast.shape != observed.shape:
+        raise ValueError(
+            f"forecast {forecast.shape} and observation {observed.shape} differ"
+        )
+    return forecast, observed
+
+
+def add_lead_counts(per_lead: list[dict[float, Counts]], k: int, counts) -> None:
+    """Add one window's counts of lead ``k`` (by threshold) to ``per_lead``."""
+    if k == len(per_lead):
+        per_lead.append(dict(counts))
+    else:
+        per_lead[k] = {v: per_lead[k][v] + c for v, c in counts.items()}
+
+
+def mean_csi(counts: dict[float, Counts]) -> float:
+    """The mean CSI over the thresholds of one lead's counts (NaN: none defined)."""
+    csi = [c.csi for c in counts.values()]
+    return float(np.nanmean(csi)) if np.isfinite(csi).any() else float("nan")
 
 
 def carry_smoothing(source, target) -> bool:

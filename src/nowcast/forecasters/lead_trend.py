@@ -62,6 +62,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from nowcast.forecasters.lead_smoothing import (
+    add_lead_counts,
+    checked_window,
+    composite_leads,
+    mean_csi,
+)
 from nowcast.verification import Counts, column_max, contingency
 
 __all__ = [
@@ -227,21 +233,16 @@ def fit_trend(
     counts: dict[tuple[float, float, float], list[dict[float, Counts]]] = {}
     n_leads, n = None, 0
     for forecast, observed, past, flow, dx_m in windows:
-        forecast = np.asarray(forecast, dtype=np.float32)
-        observed = np.asarray(observed, dtype=np.float32)
-        if forecast.shape != observed.shape:
-            raise ValueError(
-                f"forecast {forecast.shape} and observation {observed.shape} differ"
-            )
+        forecast, observed = checked_window(forecast, observed)
         t = forecast.shape[0]
         n_leads = t if n_leads is None else min(n_leads, t)
-        seen = _composite(observed)
+        seen = composite_leads(observed)
         comp = column_max(np.asarray(past, np.float32))
         disp = trend_displacements(flow, t)
         trend = lagrangian_trend(comp, flow, floor=floor, displacements=disp)
         px = scales_px(scs, float(dx_m))
         moved = advected_trends(trend, flow, px, t, displacements=disp)
-        fc = _composite(forecast)
+        fc = composite_leads(forecast)
         for scale, scale_px in zip(scs, px):
             for wg, wd in pairs:
                 if wg == wd == 0.0 and scale != scs[0]:
@@ -253,18 +254,14 @@ def fit_trend(
                     if wg or wd:
                         add = _weighted(moved[scale_px][k], wg, wd)
                         lead = _added(lead, add, floor, ceiling)
-                    c = contingency(lead, seen[k], thr)
-                    if k == len(per_lead):
-                        per_lead.append(c)
-                    else:
-                        per_lead[k] = {v: per_lead[k][v] + c[v] for v in thr}
+                    add_lead_counts(per_lead, k, contingency(lead, seen[k], thr))
         n += 1
     if n == 0:
         raise ValueError("fit_trend got no verification windows")
 
     def score(key, k):
-        csi = [counts[key][k][v].csi for v in thr]
-        return float(np.nanmean(csi)) if np.isfinite(csi).any() else float("-inf")
+        s = mean_csi(counts[key][k])
+        return s if np.isfinite(s) else float("-inf")
 
     none = (scs[0], 0.0, 0.0)
     per_scale = []  # (mean score, weight pairs, per-lead scores) for each scale
@@ -313,7 +310,3 @@ def _added(lead, add, floor, ceiling):
     is the composite plus the trend, up to the clip)."""
     return np.where(np.isnan(lead), np.nan, np.clip(lead + add, floor, ceiling))
 
-
-def _composite(stack: np.ndarray) -> np.ndarray:
-    """``(t, y, x)`` as it is, ``(t, z, y, x)`` -> its column maximum ``(t, y, x)``."""
-    return stack if stack.ndim == 3 else column_max(stack)
