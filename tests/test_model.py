@@ -57,9 +57,7 @@ def test_gradients_reach_every_parameter(head: str) -> None:
     out = net(x, flow)
     loss = out.frames.mean() + (0 if out.motion is None else out.motion.mean())
     loss.backward()
-    dead = [
-        n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()
-    ]
+    dead = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()]
     assert dead == []
 
 
@@ -175,3 +173,69 @@ def test_normalise_round_trip_and_nan() -> None:
     assert torch.equal(t, torch.from_numpy(unit))
     with pytest.raises(ValueError):
         to_unit(dbz, dbz_min=10.0, dbz_max=10.0)
+
+
+def _blob(ny: int, nx: int, cy: float, cx: float, r: float = 2.5) -> torch.Tensor:
+    yy, xx = torch.meshgrid(
+        torch.arange(ny, dtype=torch.float32),
+        torch.arange(nx, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+
+
+def test_lagrangian_frame_aligns_the_past_along_the_flow() -> None:
+    """A blob moving 2 px a step in x and -1 in y sits still once aligned."""
+    net = tiny_net(flow_input=True, frame="lagrangian")
+    frames = [_blob(30, 40, 20 - t, 10 + 2 * t) for t in range(8)]
+    x = torch.stack(frames)[None, :, None]  # (1, 8, 1, 30, 40)
+    flow = torch.zeros(1, 2, 30, 40)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0
+    aligned = net.aligned(x, flow)
+    for t in range(8):
+        torch.testing.assert_close(aligned[0, t], x[0, -1], atol=1e-3, rtol=0)
+    # without a flow there is nothing to align along
+    assert net.aligned(x, None) is x
+
+
+def test_lagrangian_change_moves_with_the_echo() -> None:
+    """Eulerian: the change is added where it is made; Lagrangian: it is made on
+    the last frame's grid and carried along the flow with the echo."""
+    ny, nx = 30, 40
+    last = 0.5 * _blob(ny, nx, 15, 8)
+    x = last.expand(8, ny, nx)[None, :, None].clone()
+    flow = torch.zeros(1, 2, ny, nx)
+    flow[:, 0] = 3.0
+    spot = _blob(ny, nx, 15, 8, r=1.5) * 0.2  # growth on the blob's last position
+    results = {}
+    for frame in ("eulerian", "lagrangian"):
+        net = tiny_net(flow_input=True, frame=frame)
+        net._head = lambda h_top, skips: (torch.zeros(1, 2, ny, nx), spot[None, None])
+        with torch.no_grad():
+            results[frame] = net(x, flow).frames[0, :, 0]
+        prior = net(x, flow, network=False).frames[0, :, 0].detach()
+        results[frame + "-prior"] = prior
+    # the prior alone does not depend on the frame
+    torch.testing.assert_close(results["eulerian-prior"], results["lagrangian-prior"])
+    for k in range(7):
+        moved = results["lagrangian"][k] - results["lagrangian-prior"][k]
+        stayed = results["eulerian"][k] - results["eulerian-prior"][k]
+        centre = 8 + 3 * (k + 1)
+        assert int(moved[15].argmax()) == centre  # with the echo
+        assert int(stayed[15].argmax()) == 8  # where it was made
+        assert float(moved.sum()) == pytest.approx(float(spot.sum()), rel=0.05)
+
+
+def test_lagrangian_frame_needs_the_advection_head_and_flow() -> None:
+    with pytest.raises(ValueError, match="lagrangian"):
+        tiny_net(flow_input=False, frame="lagrangian")
+    with pytest.raises(ValueError, match="lagrangian"):
+        tiny_net(head="plain", flow_input=True, frame="lagrangian")
+    with pytest.raises(ValueError, match="frame"):
+        tiny_net(flow_input=True, frame="sideways")
+    cfg = ModelConfig(
+        hidden_channels=[4], stem_channels=4, groups=2, frame="lagrangian"
+    )
+    net = build_network(**network_kwargs(cfg))
+    assert net.frame == "lagrangian"
+    assert build_network(**net.init_kwargs).frame == "lagrangian"

@@ -180,6 +180,7 @@ class ModelConfig(_Section):
     stem_strides: list[list[int]] = [[1, 2, 2], [1, 2, 2]]
     groups: int = Field(4, ge=1)
     use_flow_input: bool = True
+    frame: Literal["eulerian", "lagrangian"] = "eulerian"
     dbz_min: float = 0.0
     dbz_max: float = 70.0
     cell_prior: CellPriorConfig = CellPriorConfig()

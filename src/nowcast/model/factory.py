@@ -48,6 +48,7 @@ def network_kwargs(
         "groups": int(model_cfg.groups),
         "head": model_cfg.head,
         "flow_input": bool(model_cfg.use_flow_input),
+        "frame": str(getattr(model_cfg, "frame", "eulerian")),
         "checkpoint_steps": bool(checkpoint_steps),
     }
 

@@ -49,6 +49,15 @@ Layout
      the change, clamped to ``[0, 1]``. The residual layers start near zero, so
      an untrained network is the optical-flow extrapolation.
 
+   ``frame`` (advection head with the flow input): ``"eulerian"`` adds the
+   change where the echo arrives, computed from features of the last frame
+   where it was; ``"lagrangian"`` makes the change on the last frame's grid and
+   moves it with the echo (lead ``k`` is ``last + change`` warped, so a growing
+   cell grows where it goes), and the encoder reads the past frames aligned
+   along the flow (:meth:`ConvLSTM3DNet.aligned`: frame ``t`` moved on
+   ``T - 1 - t`` steps), so that what differs between them is growth, decay
+   and the flow's error, not the motion. The prior alone is the same in both.
+
    The clamps pass gradients straight through (forward exact, identity backward),
    so a voxel stuck outside the range can still learn.
 
@@ -71,7 +80,12 @@ from torch.utils.checkpoint import checkpoint
 
 from nowcast.model.blocks import Decoder, LevelConv3d, Stem
 from nowcast.model.cell import ConvLSTM3DCell, State
-from nowcast.model.warp import compose_displacement, warp, warp_masked
+from nowcast.model.warp import (
+    compose_displacement,
+    steady_displacements,
+    warp,
+    warp_masked,
+)
 
 __all__ = ["ConvLSTM3DNet", "MotionPrior", "NetOutput"]
 
@@ -125,8 +139,16 @@ class ConvLSTM3DNet(nn.Module):
         flow_input: bool = False,
         checkpoint_steps: bool = False,
         flow_scale: float = 10.0,
+        frame: Literal["eulerian", "lagrangian"] = "eulerian",
     ) -> None:
         super().__init__()
+        if frame not in ("eulerian", "lagrangian"):
+            raise ValueError(f"frame must be 'eulerian' or 'lagrangian', got {frame!r}")
+        if frame == "lagrangian" and (head != "advection" or not flow_input):
+            raise ValueError(
+                "frame='lagrangian' needs the advection head and the flow input: the "
+                "past frames are aligned along the flow and the change moves with it"
+            )
         if head not in ("advection", "plain"):
             raise ValueError(f"head must be 'advection' or 'plain', got {head!r}")
         if in_frames < 1 or out_frames < 1:
@@ -150,6 +172,7 @@ class ConvLSTM3DNet(nn.Module):
             "flow_input": flow_input,
             "checkpoint_steps": checkpoint_steps,
             "flow_scale": flow_scale,
+            "frame": frame,
         }
         self.in_frames = in_frames
         self.out_frames = out_frames
@@ -157,6 +180,7 @@ class ConvLSTM3DNet(nn.Module):
         self.flow_input = flow_input
         self.checkpoint_steps = checkpoint_steps
         self.flow_scale = float(flow_scale)
+        self.frame = frame
 
         in_ch = 3 if flow_input else 1
         self.stem = Stem(in_ch, stem_channels, stem_strides, groups)
@@ -269,11 +293,13 @@ class ConvLSTM3DNet(nn.Module):
         if not network and self.head != "advection":
             raise ValueError("network=False (the prior alone) needs the advection head")
         x = x.float()
+        lagrangian = self.frame == "lagrangian"
+        seen = self.aligned(x, flow) if (lagrangian and network) else x
         states: list[State | None] = [None] * len(self.encoder)
         skips: list[torch.Tensor] = []
         for t in range(self.in_frames if network else 0):
             states, skips = self._maybe_checkpoint(
-                self._encoder_step, x[:, t], flow, states
+                self._encoder_step, seen[:, t], flow, states
             )
 
         last = x[:, -1]
@@ -298,18 +324,37 @@ class ConvLSTM3DNet(nn.Module):
                 )
             motion = residual if flow is None else flow.float() + residual
             disp = compose_displacement(disp, motion)
+            # Eulerian: the change is added where the echo arrives; Lagrangian:
+            # it is made on the last frame's grid and moves with the echo
+            if lagrangian:
+                field, after = _clamp_unit(last + change), 0.0
+            else:
+                field, after = last, change
             if prior is None:
-                frames.append(_clamp_unit(warp(last, disp) + change))
+                frames.append(_clamp_unit(warp(field, disp) + after))
                 motions.append(motion)
                 continue
             rdisp = compose_displacement(rdisp, residual)
             source, motion = self._prior_step(
-                prior, k, last, disp, rdisp, motion, residual
+                prior, k, field, disp, rdisp, motion, residual
             )
-            frames.append(_clamp_unit(source + change))
+            frames.append(_clamp_unit(source + after))
             motions.append(motion)
         motion_out = torch.stack(motions, dim=1) if motions else None
         return NetOutput(torch.stack(frames, dim=1), motion_out)
+
+    def aligned(self, x: torch.Tensor, flow: torch.Tensor | None) -> torch.Tensor:
+        """``x`` ``(B, T, Z, Y, X)`` with each past frame moved on along ``flow`` to
+        the time of the last (frame ``t`` by ``T - 1 - t`` steps, the extrapolation
+        of it to now): the series the Lagrangian frame reads, where what changed
+        along the motion is growth and decay, not displacement. Without a flow,
+        ``x`` as it is."""
+        if flow is None or x.shape[1] < 2:
+            return x
+        n = x.shape[1]
+        disp = steady_displacements(flow.float(), n - 1)
+        moved = [warp(x[:, t], disp[:, n - 2 - t]) for t in range(n - 1)]
+        return torch.stack([*moved, x[:, -1]], dim=1)
 
     def _check_prior(self, prior: MotionPrior, b: int, ny: int, nx: int) -> None:
         if self.head != "advection":
