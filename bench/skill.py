@@ -16,8 +16,10 @@ over all forecasts of a group, then CSI) on the column-maximum composite (the re
 cases have one level, so composite = 3D there), events ``>=`` threshold, pixels
 without coverage left out. Beside the CSI, the frequency bias (forecast / observed
 area of the composite above 35 and 45 dBZ, :data:`BIAS_THRESHOLDS`) per lead, so
-that a method gaining CSI by forecasting too much area shows it. Also the median
-seconds per forecast of each method.
+that a method gaining CSI by forecasting too much area shows it, and the
+probability of detection at 50 dBZ (:data:`POD_THRESHOLDS`: do the red cores
+survive?) where such cores are observed. Also the median seconds per forecast
+of each method.
 
 LINDA (deterministic) is the slowest peer by far: about 25 s a rainy level at
 250 x 250 on two cores, so on 18-level volumes it costs minutes a forecast;
@@ -67,7 +69,9 @@ METHODS = ("persistence", "titan", "extrapolation", "sprog", "anvil", "linda")
 THRESHOLDS = (20.0, 35.0)
 BIAS_THRESHOLDS = (35.0, 45.0)
 """Where the frequency bias (forecast / observed area) is tabled too."""
-COUNTED = tuple(sorted({*THRESHOLDS, *BIAS_THRESHOLDS}))
+POD_THRESHOLDS = (50.0,)
+"""Where the probability of detection is tabled: do the red cores survive?"""
+COUNTED = tuple(sorted({*THRESHOLDS, *BIAS_THRESHOLDS, *POD_THRESHOLDS}))
 N_IN, N_OUT, STRIDE = 8, 7, 5
 
 
@@ -153,10 +157,18 @@ def csi_rows(accs, n):
         for m, acc in accs.items()
         for thr in BIAS_THRESHOLDS
     }
+    pod = {
+        f"{m}@{thr:g}": [
+            acc.counts(300 * (k + 1), thr, "composite").pod for k in range(N_OUT)
+        ]
+        for m, acc in accs.items()
+        for thr in POD_THRESHOLDS
+    }
     return {
         "sequences": n,
         "csi": {f"{m}@{t:g}": v for (m, t), v in rows.items()},
         "bias": bias,
+        "pod": pod,
     }
 
 
@@ -187,6 +199,21 @@ def markdown(results, methods) -> str:
                     "-" if v is None or not np.isfinite(v) else f"{v:.2f}" for v in vals
                 )
                 out.append(f"| {m} | {thr:g} | {cells} |")
+        pods = res.get("pod", {})
+        if any(
+            v is not None and np.isfinite(v) for vals in pods.values() for v in vals
+        ):
+            out.append("\nProbability of detection (observed area forecast):\n")
+            out.append(f"| method | dBZ | {leads} |")
+            out.append("| --- | --- |" + " --- |" * N_OUT)
+            for thr in POD_THRESHOLDS:
+                for m in methods:
+                    vals = pods.get(f"{m}@{thr:g}") or [None] * N_OUT
+                    cells = " | ".join(
+                        "-" if v is None or not np.isfinite(v) else f"{v:.2f}"
+                        for v in vals
+                    )
+                    out.append(f"| {m} | {thr:g} | {cells} |")
     out.append("\n| method | seconds per forecast (median) |")
     out.append("| --- | --- |")
     for m in methods:

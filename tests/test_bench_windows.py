@@ -1,4 +1,5 @@
-"""bench/skill.py's windows of a real case at another step (radar-cases-steps)."""
+"""bench/skill.py: its windows of a real case at another step (radar-cases-steps)
+and the table it prints."""
 
 from __future__ import annotations
 
@@ -44,3 +45,30 @@ def test_a_ten_minute_case_keeps_its_step():
     _, times, dx = windows[0]
     assert {b - a for a, b in pairwise(times)} == {timedelta(minutes=10)}
     assert dx == pytest.approx(1000.0)
+
+
+def test_skill_table_scores_every_method_with_bias_and_pod(tmp_path):
+    """bench/skill.py end to end on tiny simulated storms: CSI, frequency bias and
+    the probability of detection at 50 dBZ, from the counts it summed."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "skill.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "skill.py"), "--real", "--synthetic", "1",
+         "--size", "48", "--levels", "6", "--methods", "persistence",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    values = []
+    for group in ("advection", "multicell", "supercell"):
+        res = results["groups"][f"synthetic {group}"]
+        assert set(res) == {"sequences", "csi", "bias", "pod"}
+        pod = res["pod"]["persistence@50"]
+        assert len(pod) == 7
+        values += [v for v in pod if v is not None and v == v]  # not NaN
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert "Probability of detection" in proc.stdout

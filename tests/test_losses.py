@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nowcast.curriculum.losses import (
+    quantile_term,
     CombinedLoss,
     event_csi_term,
     high_penalty_term,
@@ -72,7 +73,7 @@ def test_combined_loss_is_the_documented_sum() -> None:
         high_penalty_weight=50.0, ssim_weight=20.0, high_threshold=40 / 70
     )
     terms = loss(pred, target)
-    assert set(terms) == {"total", "huber", "high", "ssim", "event"}
+    assert set(terms) == {"total", "huber", "high", "ssim", "event", "quantile"}
     err = pred.detach() - target
     huber = (0.5 * err**2).mean()  # every |err| <= 1 = delta
     high = ((target > 40 / 70) * err.abs()).mean()
@@ -139,3 +140,58 @@ def test_motion_loss_endpoint_error() -> None:
     pred[0, 0, :, 0, 0] = 0.0
     pred[0, 1, :, 0, 0] = 0.0
     assert motion_loss(pred, true, mask).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_quantile_term_by_hand() -> None:
+    """The pinball loss where either field has echo, over every valid voxel."""
+    pred = torch.zeros(1, 2, 1, 1, 4)
+    target = torch.zeros(1, 2, 1, 1, 4)
+    # lead 0: an under-forecast of 0.5 and an over-forecast of 0.25
+    target[0, 0, 0, 0, 0], pred[0, 0, 0, 0, 1] = 0.5, 0.25
+    # lead 1: the same under-forecast; one voxel below the echo level on both sides
+    target[0, 1, 0, 0, 0] = 0.5
+    pred[0, 1, 0, 0, 2], target[0, 1, 0, 0, 2] = 0.01, 0.03
+    tau = (0.6, 0.8)
+    got = quantile_term(pred, target, tau, echo=0.05)
+    expect = 100 * (0.6 * 0.5 + 0.4 * 0.25 + 0.8 * 0.5) / 8  # 8 voxels, 3 with echo
+    assert got.item() == pytest.approx(expect)
+    mask = torch.ones_like(target)
+    mask[0, 1] = 0  # lead 1 not covered: out of the sum and of the count
+    got = quantile_term(pred, target, tau, echo=0.05, mask=mask)
+    assert got.item() == pytest.approx(100 * (0.6 * 0.5 + 0.4 * 0.25) / 4)
+    with pytest.raises(ValueError, match="leads"):
+        quantile_term(pred, target, (0.6, 0.7, 0.8), echo=0.05)
+
+
+def test_quantile_term_minimum_is_the_quantile() -> None:
+    """Over a spread of outcomes the loss is least at their tau-quantile, so a
+    higher tau forecasts more: the event is marked down to a chance of 1 - tau."""
+    outcomes = torch.linspace(0.1, 1.0, 10).view(10, 1, 1, 1, 1)
+    candidates = torch.linspace(0.1, 1.0, 91)
+    for tau in (0.5, 0.7, 0.9):
+        losses = [
+            quantile_term(torch.full_like(outcomes, float(c)), outcomes, tau, 0.05)
+            for c in candidates
+        ]
+        best = float(candidates[int(torch.stack(losses).argmin())])
+        assert best == pytest.approx(float(torch.quantile(outcomes, tau)), abs=0.06)
+
+
+def test_combined_loss_adds_the_quantile_term_when_weighted() -> None:
+    torch.manual_seed(2)
+    target = torch.rand(2, 7, 1, 8, 8)
+    pred = torch.rand(2, 7, 1, 8, 8)
+    tau = (0.6, 0.65, 0.68, 0.71, 0.73, 0.75, 0.77)
+    off = CombinedLoss(
+        high_penalty_weight=0, ssim_weight=0, high_threshold=0.5, quantile_tau=tau
+    )
+    on = CombinedLoss(
+        high_penalty_weight=0,
+        ssim_weight=0,
+        high_threshold=0.5,
+        quantile_weight=2.0,
+        quantile_tau=tau,
+    )
+    a, b = off(pred, target), on(pred, target)
+    torch.testing.assert_close(a["quantile"], b["quantile"])  # reported either way
+    torch.testing.assert_close(b["total"], a["total"] + 2.0 * b["quantile"])

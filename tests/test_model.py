@@ -239,3 +239,15 @@ def test_lagrangian_frame_needs_the_advection_head_and_flow() -> None:
     net = build_network(**network_kwargs(cfg))
     assert net.frame == "lagrangian"
     assert build_network(**net.init_kwargs).frame == "lagrangian"
+
+
+def test_sources_inside_marks_what_flows_in_across_the_edge() -> None:
+    from nowcast.model.warp import sources_inside
+
+    disp = torch.zeros(2, 3, 2, 10, 12)
+    disp[:, :, 0] = torch.tensor([1.0, 2.5, 0.0]).view(1, 3, 1, 1)  # x, by lead
+    inside = sources_inside(disp)
+    assert inside.shape == (2, 3, 10, 12) and inside.dtype == torch.bool
+    assert inside[:, 2].all()  # no displacement: every source is inside
+    assert not inside[:, 0, :, 0].any() and inside[:, 0, :, 1:].all()
+    assert not inside[:, 1, :, :3].any() and inside[:, 1, :, 3:].all()

@@ -232,7 +232,14 @@ class CurriculumConfig(_Section):
     event_loss_weight: float = Field(0.0, ge=0)
     event_thresholds_dbz: list[float] = Field(default_factory=lambda: [20.0, 35.0])
     event_width_db: float = Field(2.0, gt=0)
+    quantile_loss_weight: float = Field(0.0, ge=0)
+    quantile_tau: list[float] = Field(
+        default_factory=lambda: [0.6, 0.65, 0.68, 0.71, 0.73, 0.75, 0.77],
+        min_length=1,
+    )
+    quantile_echo_dbz: float = 5.0
     residual_lr_scale: float = Field(0.01, gt=0)
+    train_motion: bool = True
     select_by: Literal["csi35", "csi20_35"] = "csi35"
     storm_prior: bool = False
     num_workers: int = Field(0, ge=0)
@@ -241,6 +248,15 @@ class CurriculumConfig(_Section):
     checkpoint_activations: bool = False
     channels_last: bool = True
     seed: int = 0
+
+    @field_validator("quantile_tau")
+    @classmethod
+    def _quantiles(cls, v: list[float]) -> list[float]:
+        bad = [t for t in v if not 0.0 < t < 1.0]
+        if bad:
+            raise ValueError(f"every quantile must lie between 0 and 1, got {bad}")
+        return v
+
     phase1: PhaseConfig = PhaseConfig(
         first_epoch=0,
         last_epoch=25,

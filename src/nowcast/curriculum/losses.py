@@ -7,7 +7,8 @@ Forecast ``pred`` and observation ``target`` are tensors of the same shape
 1 = ``dbz_max``). ``err = pred - target``; ``N`` is the number of voxels (with a
 ``mask``: the number of valid voxels, and the sums run over valid voxels only).
 
-:class:`CombinedLoss` returns ``{"total", "huber", "high", "ssim", "event"}``
+:class:`CombinedLoss` returns ``{"total", "huber", "high", "ssim", "event",
+"quantile"}``
 where::
 
     huber = (1 / N) * sum huber_delta(err)
@@ -16,8 +17,9 @@ where::
     high  = (1 / N) * sum [target > high_threshold] * |err|
     ssim  = ssim3d(pred, target)        (mean SSIM index, 1 = identical)
     event = event_csi_term(pred, target, event_thresholds, event_width)
+    quantile = quantile_term(pred, target, quantile_tau, quantile_echo)
     total = huber + high_penalty_weight * high + ssim_weight * (1 - ssim)
-            + event_weight * event
+            + event_weight * event + quantile_weight * quantile
 
 ``event`` is the loss aimed at the event thresholds, beside the strategy's three
 and off by default (``event_weight = 0``: still computed, so that it is
@@ -27,6 +29,25 @@ observed ``target >= thr``, hits, forecast and observed events summed over the
 batch and the grid per lead, the CSI averaged over the leads and the
 thresholds, as the verification scores it. :func:`soft_csi` is that CSI for any
 units and any dimensions summed (the smoothing head's loss uses it in dBZ).
+
+``quantile`` is the pinball loss of the forecast as the ``tau``-quantile of
+what will be observed, beside the strategy's three and off by default
+(``quantile_weight = 0``: still computed and reported):
+:func:`quantile_term` is ``(1 / N) sum w * max(tau_k e, (tau_k - 1) e)`` with
+``e = target - pred`` (so ``tau > 0.5`` costs an under-forecast more than an
+over-forecast), ``tau_k`` the lead's quantile (one number for every lead, or one
+a lead), ``w`` 1 where the target or the forecast reaches ``echo`` (the empty
+sky, most of every grid, adds nothing) and ``N`` every valid voxel, times 100 (a
+mean over mostly empty voxels is small). Its minimum is the conditional
+``tau``-quantile, which exceeds a threshold exactly where the probability of
+the event is at least ``1 - tau``, at every threshold at once: a deterministic
+forecast that marks an event when its chance is ``1 - tau``. The CSI is best
+marking events down to a chance of about ``CSI / (1 + CSI)``, so ``tau`` rises
+with lead as the attainable CSI falls (about 0.6 at t+5, 0.77 at t+35 for the
+CSI at 35 dBZ the priors reach). Its gradient is dense and the same size for
+every error, so batches of a few windows give a steady signal, where the soft
+CSI (``event``) and cross-entropies of events let a forecast hedge at the
+threshold.
 
 ``high`` is averaged over *all* voxels (not over the high ones), so a voxel whose
 target exceeds the threshold costs ``high_penalty_weight * |err|`` on top of its
@@ -58,6 +79,7 @@ __all__ = [
     "high_penalty_term",
     "huber_term",
     "motion_loss",
+    "quantile_term",
     "soft_csi",
     "ssim3d",
 ]
@@ -211,6 +233,36 @@ def event_csi_term(
     return 1.0 - torch.stack(csis).mean()
 
 
+def quantile_term(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    tau: float | tuple[float, ...],
+    echo: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The pinball loss of ``pred`` as the ``tau``-quantile (module contract).
+
+    ``pred``, ``target`` ``(B, T, Z, Y, X)`` in unit range, ``tau`` one quantile
+    or one a lead (``T`` of them), ``echo`` in unit range; ``mask`` (valid
+    voxels) broadcastable to ``target``. float32.
+    """
+    pred, target = pred.float(), target.float()
+    if isinstance(tau, (tuple, list)):
+        if len(tau) != target.shape[1]:
+            raise ValueError(
+                f"quantile tau has {len(tau)} leads, the forecast {target.shape[1]}"
+            )
+        shape = (1, len(tau)) + (1,) * (target.ndim - 2)
+        tau = torch.tensor(tau, dtype=torch.float32, device=target.device).view(shape)
+    err = target - pred
+    loss = torch.maximum(tau * err, (tau - 1.0) * err)
+    weight = ((target >= echo) | (pred.detach() >= echo)).float()
+    if mask is None:
+        return 100.0 * (loss * weight).mean()
+    m = mask.to(torch.float32).expand_as(target)
+    return 100.0 * (loss * weight * m).sum() / m.sum().clamp_min(1.0)
+
+
 def motion_loss(
     pred_motion: torch.Tensor,
     true_motion: torch.Tensor,
@@ -254,6 +306,9 @@ class CombinedLoss:
     event_weight, event_thresholds, event_width
         The event-threshold term's weight (0: reported, not trained on), its
         thresholds and the soft events' width, in unit range.
+    quantile_weight, quantile_tau, quantile_echo
+        The quantile term's weight (0: reported, not trained on), its quantile
+        (one, or one a lead) and where it counts (unit range).
     """
 
     high_penalty_weight: float
@@ -263,6 +318,9 @@ class CombinedLoss:
     event_weight: float = 0.0
     event_thresholds: tuple[float, ...] = ()
     event_width: float = 2.0 / 70.0
+    quantile_weight: float = 0.0
+    quantile_tau: float | tuple[float, ...] = 0.6
+    quantile_echo: float = 5.0 / 70.0
 
     def __call__(
         self,
@@ -290,14 +348,21 @@ class CombinedLoss:
         event = event_csi_term(
             pred, target, tuple(self.event_thresholds), self.event_width, mask
         )
+        tau = self.quantile_tau
+        if isinstance(tau, (tuple, list)) and len(tau) != target.shape[1]:
+            tau = tuple(tau[min(k, len(tau) - 1)] for k in range(target.shape[1]))
+        quantile = quantile_term(pred, target, tau, self.quantile_echo, mask)
         total = huber + self.high_penalty_weight * high
         total = total + self.ssim_weight * (1.0 - ssim)
         if self.event_weight > 0:
             total = total + self.event_weight * event
+        if self.quantile_weight > 0:
+            total = total + self.quantile_weight * quantile
         return {
             "total": total,
             "huber": huber,
             "high": high,
             "ssim": ssim,
             "event": event,
+            "quantile": quantile,
         }

@@ -30,7 +30,8 @@ sees it.
   only primitives (``torch.load(weights_only=True)`` reads it).
 - :func:`make_loss`: :class:`~nowcast.curriculum.losses.CombinedLoss` with the
   phase's weights, ``high_threshold_dbz`` mapped to unit range and
-  ``huber_delta``.
+  ``huber_delta``; the event and quantile terms from ``[curriculum]`` (the same
+  in every phase).
 - :class:`SettleRule` ("or until the validation loss settles"): the phase stops
   early when the validation loss has not improved (by a relative ``1e-4``) for
   ``settle_patience`` epochs; 0 turns it off.
@@ -89,21 +90,34 @@ def make_optimizer(
     phase: PhaseConfig,
     device: str = "cpu",
     residual_lr_scale: float = 1.0,
+    train_motion: bool = True,
 ) -> torch.optim.AdamW:
     """AdamW at the phase's learning rate (fused on CUDA).
 
     Given a network with ``residual_parameters()`` (the advection head's motion
     and intensity-change layers), those form a second group whose rate is
     ``residual_lr_scale`` times the phase's (its ``lr_scale``, which
-    :class:`PhaseScheduler` keeps).
+    :class:`PhaseScheduler` keeps). ``train_motion=False`` leaves the advection
+    head's residual motion layer as it is (``requires_grad`` off, in no group):
+    the forecast moves along the prior, and the network learns the intensity
+    change alone.
     """
     kwargs: dict[str, Any] = {"lr": phase.lr}
     if device.startswith("cuda"):
         kwargs["fused"] = True
     groups: Any = params
     if isinstance(params, torch.nn.Module):
-        residual = list(getattr(params, "residual_parameters", list)())
-        ids = {id(p) for p in residual}
+        frozen: set[int] = set()
+        if not train_motion and getattr(params, "head", None) == "advection":
+            for p in params.motion.parameters():
+                p.requires_grad_(False)
+                frozen.add(id(p))
+        residual = [
+            p
+            for p in getattr(params, "residual_parameters", list)()
+            if id(p) not in frozen
+        ]
+        ids = {id(p) for p in residual} | frozen
         rest = [p for p in params.parameters() if id(p) not in ids]
         groups = [{"params": rest, "lr_scale": 1.0}]
         if residual:
@@ -136,6 +150,9 @@ def make_loss(
             (t - dbz_min) / span for t in curriculum.event_thresholds_dbz
         ),
         event_width=curriculum.event_width_db / span,
+        quantile_weight=curriculum.quantile_loss_weight,
+        quantile_tau=tuple(float(t) for t in curriculum.quantile_tau),
+        quantile_echo=(curriculum.quantile_echo_dbz - dbz_min) / span,
     )
 
 

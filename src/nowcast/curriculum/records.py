@@ -5,7 +5,7 @@ Contract
 :func:`record_epoch_rows` writes one ``train`` and one ``val`` row
 (:meth:`nowcast.store.MetricsStore.record_epoch`):
 
-- ``train``: the total loss, its terms (``huber``, ``high``, ``ssim``, ``event``,
+- ``train``: the total loss, its terms (``huber``, ``high``, ``ssim``, ``event``, ``quantile``,
   ``motion``), the epoch's learning rate and wall time;
 - ``val``: the same, plus CSI at 35 dBZ of the model by lead in seconds
   (``csi35``), the area ratio at the last lead, and the mean CSI35 over leads of

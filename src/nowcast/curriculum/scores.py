@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: the loss terms tallied (``motion`` is 0 without simulated motion)
-TERMS = ("total", "huber", "high", "ssim", "event", "motion")
+TERMS = ("total", "huber", "high", "ssim", "event", "quantile", "motion")
 #: the forecasts scored on validation
 FORECASTS = ("model", "persistence", "extrapolation")
 #: event thresholds (dBZ) by level of the tally

@@ -10,7 +10,9 @@ Each epoch (global numbers, :func:`~.phases.phase_epochs`):
 
 1. **Train**: the epoch's class-balanced batches (this rank's share); the loss
    is :class:`~.losses.CombinedLoss` with the phase's weights over covered
-   voxels (``mask``), plus ``motion_loss_weight x`` the endpoint error of the
+   voxels (``mask``) whose echo the forecast can know (the advection head's
+   prior displacement samples inside the grid: echo flowing in across a crop's
+   edge is left out), plus ``motion_loss_weight x`` the endpoint error of the
    advection head's motion against the simulator's true motion on the samples
    that have one (``has_motion``; the mean over the batch, where the target
    column has echo >= 10 dBZ). It is there in every phase, but only simulated
@@ -71,6 +73,7 @@ import torch
 
 from nowcast.curriculum.rng import rng_state, set_rng_state
 from nowcast.model.checkpoint import save_checkpoint
+from nowcast.model.warp import sources_inside, steady_displacements
 from nowcast.curriculum.distributed import Dist
 from nowcast.curriculum.losses import motion_loss
 from nowcast.curriculum.phases import (
@@ -176,7 +179,11 @@ class PhaseTrainer:
         self.n_leads = int(settings.grid.output_frames)
 
         self.optimizer = make_optimizer(
-            net, self.phase, self.device, settings.curriculum.residual_lr_scale
+            net,
+            self.phase,
+            self.device,
+            settings.curriculum.residual_lr_scale,
+            train_motion=settings.curriculum.train_motion,
         )
         self.scheduler = PhaseScheduler(self.optimizer, self.phase, len(self.epochs))
         self.loss = make_loss(cur, self.phase, self.dbz_min, self.dbz_max)
@@ -271,7 +278,7 @@ class PhaseTrainer:
                 out = model(b["inputs"], flow)
             else:
                 out = model(b["inputs"], flow, b["prior"])
-        terms = self.loss(out.frames, b["targets"], b["mask"])
+        terms = self.loss(out.frames, b["targets"], self._loss_mask(b))
         motion = torch.zeros((), device=b["inputs"].device)
         sel = b["has_motion"] > 0
         if out.motion is not None and b["any_motion"]:
@@ -281,6 +288,20 @@ class PhaseTrainer:
         terms["motion"] = motion
         terms["total"] = terms["total"] + self.motion_weight * motion
         return out, terms
+
+    def _loss_mask(self, b: dict[str, Any]) -> torch.Tensor:
+        """Covered target voxels whose echo the forecast could know: where the
+        prior's (or the flow's) displacement samples inside the grid. Echo that
+        flows in across the edge of a crop or of the grid is nobody's to
+        forecast; the loss leaves it out (the CSI does not)."""
+        mask = b["mask"]
+        if self.net.head != "advection" or not self.net.flow_input:
+            return mask
+        if b["prior"] is not None:
+            disp = b["prior"].disp[:, : mask.shape[1]]
+        else:
+            disp = steady_displacements(b["flow"], mask.shape[1])
+        return mask * sources_inside(disp).unsqueeze(2).to(mask.dtype)
 
     def train_epoch(self, epoch: int) -> Tally:
         self.net.train()

@@ -20,6 +20,9 @@ Contract
 - :func:`warp_masked` is :func:`warp` where pixels outside a mask are sampled
   from the field capped by a ceiling (the storm-tracked prior's "ghost"
   suppression, :mod:`nowcast.forecasters.storm_prior`).
+- :func:`sources_inside` says where a backward displacement samples inside the
+  grid: the pixels whose echo a warp can know (elsewhere it flows in from
+  outside: the edge of a crop or of the radar's grid).
 - Everything is computed in float32, also under autocast.
 """
 
@@ -28,7 +31,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["compose_displacement", "steady_displacements", "warp", "warp_masked"]
+__all__ = [
+    "compose_displacement",
+    "sources_inside",
+    "steady_displacements",
+    "warp",
+    "warp_masked",
+]
 
 
 def _sampling_grid(disp: torch.Tensor) -> torch.Tensor:
@@ -129,3 +138,13 @@ def warp_masked(
     inside = inside.float()
     behind = warp(torch.minimum(field.float(), ceiling.float()), disp)
     return inside * moved + (1.0 - inside) * behind
+
+
+def sources_inside(disp: torch.Tensor, tolerance: float = 1e-3) -> torch.Tensor:
+    """Where ``disp`` ``(..., 2, Y, X)`` px samples inside the grid: bool
+    ``(..., Y, X)`` (a bilinear sample with every corner inside)."""
+    lead = disp.shape[:-3]
+    flat = disp.reshape(-1, *disp.shape[-3:]).float()
+    ones = torch.ones(flat.shape[0], 1, *flat.shape[-2:], device=disp.device)
+    inside = warp(ones, flat)[:, 0] > 1.0 - tolerance
+    return inside.reshape(*lead, *disp.shape[-2:])
