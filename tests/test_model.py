@@ -251,3 +251,26 @@ def test_sources_inside_marks_what_flows_in_across_the_edge() -> None:
     assert inside[:, 2].all()  # no displacement: every source is inside
     assert not inside[:, 0, :, 0].any() and inside[:, 0, :, 1:].all()
     assert not inside[:, 1, :, :3].any() and inside[:, 1, :, 3:].all()
+
+
+def test_zero_motion_moves_along_the_prior_alone() -> None:
+    """With the motion layer zeroed and the intensity change zeroed too, the
+    network's forecast is its prior's, lead by lead (a frozen motion layer left at
+    its small random start would not be)."""
+    ny, nx = 30, 40
+    frames = [_blob(ny, nx, 15, 8 + 2 * t) for t in range(8)]
+    x = torch.stack(frames)[None, :, None]
+    flow = torch.zeros(1, 2, ny, nx)
+    flow[:, 0] = 2.0
+    net = tiny_net(flow_input=True, frame="lagrangian")
+    with torch.no_grad():
+        net.change.weight.zero_()
+        net.change.bias.zero_()
+        prior = net(x, flow, network=False).frames
+        before = net(x, flow).frames
+        net.zero_motion()
+        after = net(x, flow).frames
+    assert not torch.allclose(before, prior, atol=1e-5)
+    torch.testing.assert_close(after, prior)
+    with pytest.raises(ValueError, match="advection"):
+        tiny_net(head="plain").zero_motion()

@@ -14,7 +14,8 @@ Contract
 - ``motion``: ``(B, T_out, 2, Y, X)`` float32 motion of each step in px/step (the
   displacement from lead ``k-1`` to lead ``k``) for the advection head, else None.
 - ``prior``: optional :class:`MotionPrior` (advection head only): the
-  storm-tracked prior of :mod:`nowcast.forecasters.storm_prior`. Inside ``prior.mask[k]``
+  storm-tracked prior of :mod:`nowcast.forecasters.storm_prior`. Inside
+  ``prior.mask[k]``
   (pixels that move with a tracked storm) lead ``k`` is warped by
   ``prior.disp[k] + R_k``, ``R_k`` the network's residual motion composed on its
   own; elsewhere by the usual composed ``flow + residual``, so an empty mask gives
@@ -257,6 +258,19 @@ class ConvLSTM3DNet(nn.Module):
         return residual, change
 
     # -- forward ------------------------------------------------------------
+
+    def zero_motion(self) -> None:
+        """Set the advection head's residual motion layer to exactly zero, so the
+        forecast moves along the prior (or the flow) and nothing else. For a
+        network whose motion stays frozen (``[curriculum] train_motion = false``):
+        the small random start of a trainable layer would otherwise stay as a
+        fixed random wobble of every lead's displacement."""
+        if self.head != "advection":
+            raise ValueError("zero_motion needs the advection head")
+        with torch.no_grad():
+            self.motion.weight.zero_()
+            if self.motion.bias is not None:
+                self.motion.bias.zero_()
 
     def residual_parameters(self) -> list[nn.Parameter]:
         """The advection head's residual layers (motion correction, intensity
