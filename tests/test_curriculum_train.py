@@ -93,9 +93,7 @@ def test_lagrangian_quantile_training_end_to_end(tmp_path):
     """``nowcast train`` with the Lagrangian frame, the storm-tracked prior, the
     quantile loss alone and the residual motion frozen: the checkpoint is a
     Lagrangian network whose motion layer is the one it started with, and the
-    quantile term is trained on and recorded. A fresh network's frozen motion
-    layer is exactly zero: the forecast moves along the prior, not along the
-    small random start a trainable layer has."""
+    quantile term is trained on and recorded."""
     cfg = write_config(tmp_path)
     cfg.write_text(
         cfg.read_text()
@@ -115,7 +113,8 @@ def test_lagrangian_quantile_training_end_to_end(tmp_path):
     from nowcast.model import build_network
 
     fresh = build_network(**state["init_kwargs"])
-    for name in ("motion.weight", "motion.bias"):
+    for name in ("motion.weight", "motion.bias"):  # zero from the start, and kept
+        torch.testing.assert_close(state["model"][name], fresh.state_dict()[name])
         assert not state["model"][name].any(), name
     assert not torch.equal(state["model"]["change.weight"], fresh.change.weight)
     with MetricsReader(tmp_path / "state" / "nowcast.sqlite") as reader:

@@ -54,9 +54,13 @@ def test_gradients_reach_every_parameter(head: str) -> None:
     net = tiny_net(head=head, flow_input=True)
     x = torch.rand(2, 8, 3, 20, 25)
     flow = torch.randn(2, 2, 20, 25)
-    out = net(x, flow)
-    loss = out.frames.mean() + (0 if out.motion is None else out.motion.mean())
-    loss.backward()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):  # the residual layers start at zero: one step wakes them
+        opt.zero_grad()
+        out = net(x, flow)
+        loss = out.frames.mean() + (0 if out.motion is None else out.motion.mean())
+        loss.backward()
+        opt.step()
     dead = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()]
     assert dead == []
 
@@ -253,24 +257,19 @@ def test_sources_inside_marks_what_flows_in_across_the_edge() -> None:
     assert not inside[:, 1, :, :3].any() and inside[:, 1, :, 3:].all()
 
 
-def test_zero_motion_moves_along_the_prior_alone() -> None:
-    """With the motion layer zeroed and the intensity change zeroed too, the
-    network's forecast is its prior's, lead by lead (a frozen motion layer left at
-    its small random start would not be)."""
+@pytest.mark.parametrize("frame", ["eulerian", "lagrangian"])
+def test_untrained_network_is_its_prior_exactly(frame: str) -> None:
+    """The residual layers start at zero: before any training the network's
+    forecast is its prior's, lead by lead (a small random start cost 0.045 CSI at
+    35 dBZ on simulated volumes, 2.4 dBZ of noise on every voxel)."""
     ny, nx = 30, 40
     frames = [_blob(ny, nx, 15, 8 + 2 * t) for t in range(8)]
     x = torch.stack(frames)[None, :, None]
     flow = torch.zeros(1, 2, ny, nx)
     flow[:, 0] = 2.0
-    net = tiny_net(flow_input=True, frame="lagrangian")
+    net = tiny_net(flow_input=True, frame=frame)
     with torch.no_grad():
-        net.change.weight.zero_()
-        net.change.bias.zero_()
-        prior = net(x, flow, network=False).frames
-        before = net(x, flow).frames
-        net.zero_motion()
-        after = net(x, flow).frames
-    assert not torch.allclose(before, prior, atol=1e-5)
-    torch.testing.assert_close(after, prior)
-    with pytest.raises(ValueError, match="advection"):
-        tiny_net(head="plain").zero_motion()
+        torch.testing.assert_close(
+            net(x, flow).frames, net(x, flow, network=False).frames
+        )
+    assert not net.change.weight.any() and not net.motion.weight.any()

@@ -13,7 +13,7 @@ sees it.
 - :func:`make_optimizer`: AdamW at the phase's ``lr`` (PyTorch's default weight
   decay 0.01; the fused kernel on CUDA). The advection head's residual layers
   (motion correction, intensity change) learn at ``curriculum.residual_lr_scale``
-  times that rate: they start near zero so the untrained network is the
+  times that rate: they start at zero so the untrained network is the
   optical-flow extrapolation, and the motion is ``flow_scale`` (10 px) times
   their output, so at the full rate one Adam step (about ``lr`` on every
   weight, whatever the gradient's size) could move the forecast by pixels and

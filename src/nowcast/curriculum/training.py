@@ -218,7 +218,7 @@ def _build_net(settings: Settings, state: dict[str, Any] | None, path: Path | No
             )
         return net
     grid = settings.grid
-    net = build_network(
+    return build_network(
         **network_kwargs(
             settings.model,
             in_frames=grid.input_frames,
@@ -226,9 +226,6 @@ def _build_net(settings: Settings, state: dict[str, Any] | None, path: Path | No
             checkpoint_steps=bool(cur.checkpoint_activations),
         )
     )
-    if not cur.train_motion and net.head == "advection":
-        net.zero_motion()  # frozen from the start: exactly the prior's motion
-    return net
 
 
 def _open_store(settings: Settings, request: TrainRequest):
@@ -282,16 +279,8 @@ def _place_net(settings: Settings, net, start, device: str):
 
 
 def _run_phases(
-    settings: Settings,
-    request: TrainRequest,
-    plan,
-    net,
-    data,
-    dist: Dist,
-    store,
-    run_id,
-    step: int,
-    summary: TrainSummary,
+    settings: Settings, request: TrainRequest, plan, net, data, dist: Dist,
+    store, run_id, step: int, summary: TrainSummary,
 ) -> None:
     """Each planned phase in order; stops at the first that did not finish."""
     progress = Progress(enabled=dist.is_main, bar=request.progress_bar)

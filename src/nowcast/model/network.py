@@ -15,8 +15,7 @@ Contract
   displacement from lead ``k-1`` to lead ``k``) for the advection head, else None.
 - ``prior``: optional :class:`MotionPrior` (advection head only): the
   storm-tracked prior of :mod:`nowcast.forecasters.storm_prior`. Inside
-  ``prior.mask[k]``
-  (pixels that move with a tracked storm) lead ``k`` is warped by
+  ``prior.mask[k]`` (pixels that move with a tracked storm) lead ``k`` is warped by
   ``prior.disp[k] + R_k``, ``R_k`` the network's residual motion composed on its
   own; elsewhere by the usual composed ``flow + residual``, so an empty mask gives
   exactly the frames without the prior. Where ``prior.ceiling`` is given,
@@ -47,8 +46,9 @@ Layout
      to the flow prior; an intensity change ``tanh(Conv3d(decoder))``. The
      forecast is the last observed volume warped (:func:`warp`, no echo flows
      in) along the accumulated displacement (:func:`compose_displacement`) plus
-     the change, clamped to ``[0, 1]``. The residual layers start near zero, so
-     an untrained network is the optical-flow extrapolation.
+     the change, clamped to ``[0, 1]``. The residual layers start at exactly
+     zero, so an untrained network is its prior (the optical-flow extrapolation,
+     or the storm-tracked prior where one is given).
 
    ``frame`` (advection head with the flow input): ``"eulerian"`` adds the
    change where the echo arrives, computed from features of the last frame
@@ -117,9 +117,11 @@ def _clamp_unit(x: torch.Tensor) -> torch.Tensor:
     return x + (x.clamp(0.0, 1.0) - x).detach()
 
 
-def _small_init(conv: nn.Conv3d, scale: float = 0.01) -> None:
+def _zero_init(conv: nn.Conv3d) -> None:
+    """The last layer of a residual starts at exactly zero (its gradient is not:
+    the features it reads are not zero), so the untrained network is its prior."""
     with torch.no_grad():
-        conv.weight.mul_(scale)
+        conv.weight.zero_()
         if conv.bias is not None:
             conv.bias.zero_()
 
@@ -204,8 +206,8 @@ class ConvLSTM3DNet(nn.Module):
         else:
             self.change = LevelConv3d(dec_ch, 1, 3, padding=1)
             self.motion = LevelConv3d(hidden[-1], 2, 3, padding=1)
-            _small_init(self.change)
-            _small_init(self.motion)
+            _zero_init(self.change)
+            _zero_init(self.motion)
 
     def compile_cells(self, **kwargs) -> None:
         """Wrap every cell's step in ``torch.compile`` (in place; GPU use)."""
@@ -259,22 +261,9 @@ class ConvLSTM3DNet(nn.Module):
 
     # -- forward ------------------------------------------------------------
 
-    def zero_motion(self) -> None:
-        """Set the advection head's residual motion layer to exactly zero, so the
-        forecast moves along the prior (or the flow) and nothing else. For a
-        network whose motion stays frozen (``[curriculum] train_motion = false``):
-        the small random start of a trainable layer would otherwise stay as a
-        fixed random wobble of every lead's displacement."""
-        if self.head != "advection":
-            raise ValueError("zero_motion needs the advection head")
-        with torch.no_grad():
-            self.motion.weight.zero_()
-            if self.motion.bias is not None:
-                self.motion.bias.zero_()
-
     def residual_parameters(self) -> list[nn.Parameter]:
         """The advection head's residual layers (motion correction, intensity
-        change): they start near zero; the optimiser may give them a lower rate."""
+        change): they start at zero; the optimiser may give them a lower rate."""
         if self.head != "advection":
             return []
         return [*self.motion.parameters(), *self.change.parameters()]
