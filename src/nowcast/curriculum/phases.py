@@ -13,13 +13,13 @@ sees it.
 - :func:`make_optimizer`: AdamW at the phase's ``lr`` (PyTorch's default weight
   decay 0.01; the fused kernel on CUDA). The advection head's residual layers
   (motion correction, intensity change) learn at ``curriculum.residual_lr_scale``
-  times that rate: they start at zero so the untrained network is the
-  optical-flow extrapolation, and the motion is ``flow_scale`` (10 px) times
-  their output, so at the full rate one Adam step (about ``lr`` on every
-  weight, whatever the gradient's size) could move the forecast by pixels and
-  undo the extrapolation it starts from (measured: CSI35 falls from the first
-  epoch at lr 1e-3 and 1e-4). Every learning rate below is a group's
-  ``lr_scale`` times the schedule's.
+  times that rate: they start at zero so the untrained network is its prior
+  (the optical-flow extrapolation, or the storm-tracked prior), and the motion
+  is ``flow_scale`` (10 px) times their output, so at the full rate one Adam
+  step (about ``lr`` on every weight, whatever the gradient's size) could move
+  the forecast by pixels and undo the prior it starts from (measured: CSI35
+  falls from the first epoch at lr 1e-3 and 1e-4). Every learning rate below is
+  a group's ``lr_scale`` times the schedule's.
 - :class:`PhaseScheduler`: stepped **once an epoch**, after validation, with the
   validation loss. The first ``warmup_epochs`` epochs of the phase run at
   ``lr * (k + 1) / (warmup_epochs + 1)`` (epoch ``k`` of the phase, so the ramp
