@@ -69,6 +69,11 @@ def test_optimizer_and_loss_weights_from_the_phase():
     assert loss.event_width == pytest.approx(2.0 / 70.0)
     on = cur.model_copy(update={"event_loss_weight": 0.5})
     assert make_loss(on, p2, 0.0, 70.0).event_weight == 0.5
+    assert loss.quantile_core_weight == 0.0  # off by default, in unit range when on
+    cores = cur.model_copy(update={"quantile_core_weight": 4.0})
+    cored = make_loss(cores, p2, 0.0, 70.0)
+    assert cored.quantile_core_weight == 4.0
+    assert cored.quantile_core == pytest.approx(30.0 / 70.0)
 
 
 def test_warmup_is_linear_then_constant():

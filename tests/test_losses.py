@@ -195,3 +195,29 @@ def test_combined_loss_adds_the_quantile_term_when_weighted() -> None:
     a, b = off(pred, target), on(pred, target)
     torch.testing.assert_close(a["quantile"], b["quantile"])  # reported either way
     torch.testing.assert_close(b["total"], a["total"] + 2.0 * b["quantile"])
+
+
+def test_quantile_term_weighs_the_cores() -> None:
+    """``core_weight`` multiplies the pinball loss by ``1 + core_weight`` where the
+    target or the forecast reaches ``core``, and nowhere else; 0 is the plain term."""
+    pred = torch.zeros(1, 1, 1, 1, 4)
+    target = torch.zeros(1, 1, 1, 1, 4)
+    target[..., 0] = 0.6  # an observed core the forecast misses
+    pred[..., 1] = 0.5  # a forecast core that did not come
+    target[..., 2] = 0.2  # weak echo, under-forecast
+    plain = (0.6 * 0.6 + 0.4 * 0.5 + 0.6 * 0.2) / 4
+    assert quantile_term(pred, target, 0.6, 0.05).item() == pytest.approx(100 * plain)
+    weighted = (3 * 0.6 * 0.6 + 3 * 0.4 * 0.5 + 0.6 * 0.2) / 4
+    got = quantile_term(pred, target, 0.6, 0.05, core=0.45, core_weight=2.0)
+    assert got.item() == pytest.approx(100 * weighted)
+    loss = CombinedLoss(
+        high_penalty_weight=0,
+        ssim_weight=0,
+        high_threshold=0.5,
+        quantile_weight=1.0,
+        quantile_tau=0.6,
+        quantile_echo=0.05,
+        quantile_core=0.45,
+        quantile_core_weight=2.0,
+    )
+    assert loss(pred, target)["quantile"].item() == pytest.approx(100 * weighted)

@@ -238,6 +238,8 @@ class CurriculumConfig(_Section):
         min_length=1,
     )
     quantile_echo_dbz: float = 5.0
+    quantile_core_dbz: float = 30.0
+    quantile_core_weight: float = Field(0.0, ge=0)
     residual_lr_scale: float = Field(0.01, gt=0)
     train_motion: bool = True
     select_by: Literal["csi35", "csi20_35"] = "csi35"

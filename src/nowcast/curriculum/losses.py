@@ -37,8 +37,10 @@ what will be observed, beside the strategy's three and off by default
 ``e = target - pred`` (so ``tau > 0.5`` costs an under-forecast more than an
 over-forecast), ``tau_k`` the lead's quantile (one number for every lead, or one
 a lead), ``w`` 1 where the target or the forecast reaches ``echo`` (the empty
-sky, most of every grid, adds nothing) and ``N`` every valid voxel, times 100 (a
-mean over mostly empty voxels is small). Its minimum is the conditional
+sky, most of every grid, adds nothing), ``1 + core_weight`` where either reaches
+``core`` (the cores whose life or death decides the CSI at the event threshold;
+``core_weight = 0`` by default) and ``N`` every valid voxel, times 100 (a mean
+over mostly empty voxels is small). Its minimum is the conditional
 ``tau``-quantile, which exceeds a threshold exactly where the probability of
 the event is at least ``1 - tau``, at every threshold at once: a deterministic
 forecast that marks an event when its chance is ``1 - tau``. The CSI is best
@@ -239,12 +241,14 @@ def quantile_term(
     tau: float | tuple[float, ...],
     echo: float,
     mask: torch.Tensor | None = None,
+    core: float = 1.0,
+    core_weight: float = 0.0,
 ) -> torch.Tensor:
     """The pinball loss of ``pred`` as the ``tau``-quantile (module contract).
 
     ``pred``, ``target`` ``(B, T, Z, Y, X)`` in unit range, ``tau`` one quantile
-    or one a lead (``T`` of them), ``echo`` in unit range; ``mask`` (valid
-    voxels) broadcastable to ``target``. float32.
+    or one a lead (``T`` of them), ``echo`` and ``core`` in unit range; ``mask``
+    (valid voxels) broadcastable to ``target``. float32.
     """
     pred, target = pred.float(), target.float()
     if isinstance(tau, (tuple, list)):
@@ -257,6 +261,9 @@ def quantile_term(
     err = target - pred
     loss = torch.maximum(tau * err, (tau - 1.0) * err)
     weight = ((target >= echo) | (pred.detach() >= echo)).float()
+    if core_weight > 0:
+        cores = (target >= core) | (pred.detach() >= core)
+        weight = weight * (1.0 + core_weight * cores.float())
     if mask is None:
         return 100.0 * (loss * weight).mean()
     m = mask.to(torch.float32).expand_as(target)
@@ -309,6 +316,9 @@ class CombinedLoss:
     quantile_weight, quantile_tau, quantile_echo
         The quantile term's weight (0: reported, not trained on), its quantile
         (one, or one a lead) and where it counts (unit range).
+    quantile_core, quantile_core_weight
+        Where the quantile term weighs ``1 + quantile_core_weight`` (unit range;
+        weight 0: everywhere alike).
     """
 
     high_penalty_weight: float
@@ -321,6 +331,8 @@ class CombinedLoss:
     quantile_weight: float = 0.0
     quantile_tau: float | tuple[float, ...] = 0.6
     quantile_echo: float = 5.0 / 70.0
+    quantile_core: float = 30.0 / 70.0
+    quantile_core_weight: float = 0.0
 
     def __call__(
         self,
@@ -351,7 +363,15 @@ class CombinedLoss:
         tau = self.quantile_tau
         if isinstance(tau, (tuple, list)) and len(tau) != target.shape[1]:
             tau = tuple(tau[min(k, len(tau) - 1)] for k in range(target.shape[1]))
-        quantile = quantile_term(pred, target, tau, self.quantile_echo, mask)
+        quantile = quantile_term(
+            pred,
+            target,
+            tau,
+            self.quantile_echo,
+            mask,
+            core=self.quantile_core,
+            core_weight=self.quantile_core_weight,
+        )
         total = huber + self.high_penalty_weight * high
         total = total + self.ssim_weight * (1.0 - ssim)
         if self.event_weight > 0:

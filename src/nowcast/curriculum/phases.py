@@ -153,6 +153,8 @@ def make_loss(
         quantile_weight=curriculum.quantile_loss_weight,
         quantile_tau=tuple(float(t) for t in curriculum.quantile_tau),
         quantile_echo=(curriculum.quantile_echo_dbz - dbz_min) / span,
+        quantile_core=(curriculum.quantile_core_dbz - dbz_min) / span,
+        quantile_core_weight=curriculum.quantile_core_weight,
     )
 
 
