@@ -241,7 +241,7 @@ def quantile_term(
     tau: float | tuple[float, ...],
     echo: float,
     mask: torch.Tensor | None = None,
-    core: float = 1.0,
+    core: float = 30.0 / 70.0,
     core_weight: float = 0.0,
 ) -> torch.Tensor:
     """The pinball loss of ``pred`` as the ``tau``-quantile (module contract).
