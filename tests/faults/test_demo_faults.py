@@ -15,12 +15,21 @@ import pytest
 from faults.conftest import record
 
 
+def _as_in_a_terminal() -> None:
+    """In the demo child: SIGINT at its default, as a shell gives a command run in
+    the foreground. A suite started in the background (``nohup ... &``) ignores
+    SIGINT, the child would inherit that, and Python then installs no Ctrl-C
+    handler: the test must not depend on how pytest was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _demo(workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "nowcast.cli", "demo", "--duration", "600",
          "--every", "1", "--size", "32", "--levels", "3", "--workdir", str(workdir),
          "--model", str(workdir / "no-model.pt")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=_as_in_a_terminal,
     )
 
 
