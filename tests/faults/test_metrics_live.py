@@ -33,7 +33,13 @@ def test_metrics_textfile_and_http_endpoint_of_a_running_daemon(daemon_factory):
     d = daemon_factory(metrics_port=port, reject_after_s=0.0).start()
     now = datetime.now(timezone.utc).replace(microsecond=0)
     run = scans(9, start=now - timedelta(minutes=40))
-    d.feed_run(run, every=0.2)
+    # the first set before the ninth scan: a scan that opens a new day folder is
+    # found by listing the folder, a quiet time later, and scans taken in one step
+    # get one forecast (the newest), so a run fed fast across midnight would not
+    # give a forecast at every scan
+    d.feed_run(run[:8], every=0.2)
+    d.wait_for(lambda: d.issue_of(run[7]) in d.complete_sets(), 60, "a first set")
+    d.feed(run[8])
     bad = d.input / scan_rel_path(now - timedelta(minutes=55))
     bad.parent.mkdir(parents=True, exist_ok=True)
     hidden = bad.with_name("." + bad.name + ".part")
