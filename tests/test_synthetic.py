@@ -363,9 +363,63 @@ def test_storm_sizes_are_in_km():
     assert a_coarse == pytest.approx(a_fine, rel=0.25)
 
 
+def test_cell_life_cycle_shapes_drawn_per_cell_leave_the_rest_of_the_scene():
+    wide = SyntheticConfig(cell_growth_end=[0.1, 0.5], cell_decay_start=[0.5, 0.9])
+    for regime in ("advection", "multicell"):
+        plain = generate_sequence(regime, 6, seed=4, size=96, levels=6, dx_km=2.0)
+        shaped = generate_sequence(regime, 6, seed=4, size=96, levels=6, dx_km=2.0,
+                                   params=wide)
+        again = generate_sequence(regime, 6, seed=4, size=96, levels=6, dx_km=2.0,
+                                  params=wide)
+        np.testing.assert_array_equal(shaped.frames, again.frames)  # repeatable
+        assert not np.array_equal(shaped.frames, plain.frames)
+        assert shaped.meta == plain.meta  # the same environment and storms
+    # the same cells, born and moving alike: only their life-cycle shape differs
+    from nowcast.synthetic.domain import Domain
+    from nowcast.synthetic.regimes import build_scene
+
+    domain = Domain.make(96, 6, 2.0, 0.5, 15.0)
+    scenes = [build_scene("multicell", np.random.SeedSequence(7), domain, p, 3600.0)
+              for p in (SyntheticConfig(), wide)]
+    a, b = scenes[0].cells, scenes[1].cells
+    for name in ("birth", "life", "x", "y", "u", "v", "peak", "phase0"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.grow_end == 0.3).all() and (a.decay_start == 0.6).all()
+    assert 0.1 <= b.grow_end.min() and b.grow_end.max() <= 0.5
+    assert 0.5 <= b.decay_start.min() and b.decay_start.max() <= 0.9
+    assert b.grow_end.std() > 0.05 and b.decay_start.std() > 0.05
+    daughters = b.phase0 > 0  # split off mature: grown by the phase born at
+    assert daughters.any() and (b.grow_end[daughters] <= b.phase0[daughters]).all()
+
+
+def test_an_early_growth_end_makes_a_cell_strong_sooner():
+    from nowcast.synthetic.cells import CellPopulation, MotionSum
+    from nowcast.synthetic.domain import Domain
+
+    domain = Domain.make(48, 6, 2.0, 0.5, 15.0)
+
+    def peak_at(phase, grow_end, decay_start):
+        one = {f: np.array([v]) for f, v in dict(
+            birth=0.0, life=3000.0, x=0.0, y=0.0, u=0.0, v=0.0, peak=55.0, radius=5.0,
+            top=10.0, aspect=1.0, angle=0.0, phase0=0.0, grow_end=grow_end,
+            decay_start=decay_start).items()}
+        vol = np.full((6, 48, 48), -32.0, np.float32)
+        CellPopulation(**one).render(vol, MotionSum((0.0, 0.0), (48, 48)), domain,
+                                     phase * 3000.0, (0.0, 0.0))
+        return float(vol.max())
+
+    assert peak_at(0.15, 0.1, 0.6) > peak_at(0.15, 0.3, 0.6) + 3.0
+    assert peak_at(0.5, 0.3, 0.4) < peak_at(0.5, 0.3, 0.6) - 3.0  # decays sooner
+    assert peak_at(0.45, 0.3, 0.6) == peak_at(0.45, 0.3, 0.6)
+
+
 def test_config_ranges_are_checked():
     with pytest.raises(ValidationError, match="wind_speed_ms"):
         SyntheticConfig(wind_speed_ms=[20.0, 5.0])
+    with pytest.raises(ValidationError, match="cell_growth_end"):
+        SyntheticConfig(cell_growth_end=[0.0, 0.3])
+    with pytest.raises(ValidationError, match="must end before"):
+        SyntheticConfig(cell_growth_end=[0.2, 0.7], cell_decay_start=[0.6, 0.8])
     with pytest.raises(ConfigError, match="synthetic"):
         load_config(None, environ={"NOWCAST_SYNTHETIC__SUPERCELL_PEAK_DBZ": "[60.0]"})
 

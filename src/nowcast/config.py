@@ -417,6 +417,11 @@ class SyntheticConfig(_Section):
     supercell_peak_dbz: list[float] = [58.0, 68.0]
     supercell_top_km: list[float] = [12.0, 16.0]
     supercell_life_min: list[float] = [120.0, 300.0]
+    cell_growth_end: list[float] = [0.3, 0.3]
+    """Fraction of a convective cell's life over which it grows, drawn per cell
+    (the default: every cell grows over its first 30 %)."""
+    cell_decay_start: list[float] = [0.6, 0.6]
+    """Fraction of a cell's life at which it starts to decay, drawn per cell."""
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "SyntheticConfig":
@@ -427,10 +432,15 @@ class SyntheticConfig(_Section):
         for name, value in self:
             if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
                 raise ValueError(f"{name} must be [low, high] with low <= high")
-        for name in ("stratiform_cover",):
+        for name in ("stratiform_cover", "cell_growth_end", "cell_decay_start"):
             low, high = getattr(self, name)
             if not 0 < low <= high < 1:
                 raise ValueError(f"{name} must lie strictly between 0 and 1")
+        if self.cell_growth_end[1] > self.cell_decay_start[0]:
+            raise ValueError(
+                f"cell_growth_end {self.cell_growth_end} must end before "
+                f"cell_decay_start {self.cell_decay_start} begins"
+            )
         return self
 
 

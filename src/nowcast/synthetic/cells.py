@@ -17,7 +17,8 @@ Contract
   lifetime, path, size, strength. :meth:`CellPopulation.render` paints those alive
   at ``t`` into a volume and adds their footprints to a :class:`MotionSum`; cells
   grow, peak and decay over their lifetime (first echo aloft, then the core falls
-  out and spreads).
+  out and spreads), each over the fractions of its life that its ``grow_end`` and
+  ``decay_start`` say.
 - :class:`MotionSum` is how the true motion field is made: every object adds its
   column-maximum footprint, as weights, with its own velocity; the background moves
   with the steering wind.
@@ -177,7 +178,9 @@ class CellPopulation:
 
     ``x``, ``y`` are positions at birth; ``phase0`` is the life-cycle phase a cell
     is born at (0 for a new cell, about 0.3 for the daughter of a split, which
-    appears as part of a mature parent).
+    appears as part of a mature parent). ``grow_end`` and ``decay_start`` shape
+    each cell's life cycle: it grows up to phase ``grow_end``, holds, and decays
+    from ``decay_start`` to the end of its life (``None``: 0.3 and 0.6 for all).
     """
 
     birth: np.ndarray
@@ -192,11 +195,33 @@ class CellPopulation:
     aspect: np.ndarray
     angle: np.ndarray
     phase0: np.ndarray
+    grow_end: np.ndarray | None = None
+    decay_start: np.ndarray | None = None
 
     FIELDS = (
         "birth", "life", "x", "y", "u", "v", "peak", "radius", "top", "aspect",
-        "angle", "phase0",
+        "angle", "phase0", "grow_end", "decay_start",
     )
+    GROW_END = 0.3
+    DECAY_START = 0.6
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.birth)[0]
+        if self.grow_end is None:
+            self.grow_end = np.full(n, self.GROW_END)
+        if self.decay_start is None:
+            self.decay_start = np.full(n, self.DECAY_START)
+
+    def shaped(self, rng: np.random.Generator, grow_end, decay_start) -> None:
+        """Draw each cell's ``grow_end`` and ``decay_start`` from the ranges
+        (``[low, high]``); a daughter born mature (``phase0 > 0``) ends its growth
+        by the phase it is born at, as before."""
+        n = len(self)
+        self.grow_end = np.minimum(
+            rng.uniform(grow_end[0], grow_end[1], n),
+            np.where(self.phase0 > 0, self.phase0, 1.0),
+        )
+        self.decay_start = rng.uniform(decay_start[0], decay_start[1], n)
 
     @classmethod
     def empty(cls) -> "CellPopulation":
@@ -244,12 +269,13 @@ class CellPopulation:
         z = domain.z
         for n in np.flatnonzero(alive):
             p = float(phase[n])
-            strength = float(smoothstep(p / 0.3) * (1.0 - smoothstep((p - 0.6) / 0.4)))
-            top = self.top[n] * np.interp(p, [0, 0.3, 0.6, 1], [0.5, 1.0, 1.0, 0.65])
-            core = top * np.interp(p, [0, 0.3, 0.6, 1], [0.55, 0.3, 0.25, 0.0])
-            below = np.interp(p, [0, 0.3, 1], [12.0, 2.0, 0.0])
+            g, d = float(self.grow_end[n]), float(self.decay_start[n])
+            strength = float(smoothstep(p / g) * (1.0 - smoothstep((p - d) / (1.0 - d))))
+            top = self.top[n] * np.interp(p, [0, g, d, 1], [0.5, 1.0, 1.0, 0.65])
+            core = top * np.interp(p, [0, g, d, 1], [0.55, 0.3, 0.25, 0.0])
+            below = np.interp(p, [0, g, 1], [12.0, 2.0, 0.0])
             prof = strength * convective_profile(z, self.peak[n], core, top, below)
-            rad = self.radius[n] * np.interp(p, [0, 0.3, 0.6, 1], [0.6, 1, 1.1, 1.4])
+            rad = self.radius[n] * np.interp(p, [0, g, d, 1], [0.6, 1, 1.1, 1.4])
             radius = rad * (1.0 - 0.3 * np.clip(z / top, 0, 1) ** 2)
             out = blob(
                 domain,
