@@ -270,7 +270,8 @@ class CellPopulation:
         for n in np.flatnonzero(alive):
             p = float(phase[n])
             g, d = float(self.grow_end[n]), float(self.decay_start[n])
-            strength = float(smoothstep(p / g) * (1.0 - smoothstep((p - d) / (1.0 - d))))
+            fade = smoothstep((p - d) / (1.0 - d))
+            strength = float(smoothstep(p / g) * (1.0 - fade))
             top = self.top[n] * np.interp(p, [0, g, d, 1], [0.5, 1.0, 1.0, 0.65])
             core = top * np.interp(p, [0, g, d, 1], [0.55, 0.3, 0.25, 0.0])
             below = np.interp(p, [0, g, 1], [12.0, 2.0, 0.0])
