@@ -398,19 +398,24 @@ def test_an_early_growth_end_makes_a_cell_strong_sooner():
 
     domain = Domain.make(48, 6, 2.0, 0.5, 15.0)
 
-    def peak_at(phase, grow_end, decay_start):
+    def peak_at(phase, grow_end=None, decay_start=None):
+        shape = {} if grow_end is None else {
+            "grow_end": np.array([grow_end]), "decay_start": np.array([decay_start])
+        }
         one = {f: np.array([v]) for f, v in dict(
             birth=0.0, life=3000.0, x=0.0, y=0.0, u=0.0, v=0.0, peak=55.0, radius=5.0,
-            top=10.0, aspect=1.0, angle=0.0, phase0=0.0, grow_end=grow_end,
-            decay_start=decay_start).items()}
+            top=10.0, aspect=1.0, angle=0.0, phase0=0.0).items()}
         vol = np.full((6, 48, 48), -32.0, np.float32)
-        CellPopulation(**one).render(vol, MotionSum((0.0, 0.0), (48, 48)), domain,
-                                     phase * 3000.0, (0.0, 0.0))
+        CellPopulation(**one, **shape).render(
+            vol, MotionSum((0.0, 0.0), (48, 48)), domain, phase * 3000.0, (0.0, 0.0)
+        )
         return float(vol.max())
 
     assert peak_at(0.15, 0.1, 0.6) > peak_at(0.15, 0.3, 0.6) + 3.0
     assert peak_at(0.5, 0.3, 0.4) < peak_at(0.5, 0.3, 0.6) - 3.0  # decays sooner
-    assert peak_at(0.45, 0.3, 0.6) == peak_at(0.45, 0.3, 0.6)
+    for phase in (0.1, 0.45, 0.8):  # no shape given: every cell's 0.3 and 0.6
+        assert peak_at(phase) == peak_at(phase, 0.3, 0.6)
+    assert peak_at(0.8) < peak_at(0.45) - 3.0
 
 
 def test_config_ranges_are_checked():
