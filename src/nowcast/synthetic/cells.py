@@ -202,15 +202,13 @@ class CellPopulation:
         "birth", "life", "x", "y", "u", "v", "peak", "radius", "top", "aspect",
         "angle", "phase0", "grow_end", "decay_start",
     )
-    GROW_END = 0.3
-    DECAY_START = 0.6
 
     def __post_init__(self) -> None:
         n = np.shape(self.birth)[0]
         if self.grow_end is None:
-            self.grow_end = np.full(n, self.GROW_END)
+            self.grow_end = np.full(n, 0.3)
         if self.decay_start is None:
-            self.decay_start = np.full(n, self.DECAY_START)
+            self.decay_start = np.full(n, 0.6)
 
     def shaped(self, rng: np.random.Generator, grow_end, decay_start) -> None:
         """Draw each cell's ``grow_end`` and ``decay_start`` from the ranges

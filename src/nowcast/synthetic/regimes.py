@@ -24,9 +24,9 @@ seed, so motion, growth and decay differ between seeds and repeat for a seed.
 
 Every convective cell (embedded, multicell, the supercell regime's ordinary cells)
 grows over the first ``cell_growth_end`` of its life and decays from
-``cell_decay_start``; the defaults (0.3 and 0.6 for every cell) draw nothing, and
-wider ranges draw each cell's pair from a stream of its own, so the rest of the
-scene (every storm, path and lifetime) is the same as with the defaults.
+``cell_decay_start``, each cell's pair drawn from those ranges with a stream of its
+own, so the rest of the scene (every storm, path and lifetime) does not depend on
+them; the defaults ([0.3, 0.3] and [0.6, 0.6]) give every cell 0.3 and 0.6.
 
 Storm tracks are placed so that each storm crosses the central part of the domain
 during the span it is visible; storms that die are followed by new ones, so a long
@@ -366,13 +366,8 @@ def build_scene(
                 cell_rng, domain, env, horizon_s, 0.5, (30.0, 42.0), (20.0, 40.0),
                 (6.0, 9.0), radius_km=(2.5, 4.0),
             )
-    fixed = (
-        p.cell_growth_end == [CellPopulation.GROW_END] * 2
-        and p.cell_decay_start == [CellPopulation.DECAY_START] * 2
+    (shape_seed,) = seeds.spawn(1)  # a stream of its own: the rest stays as drawn
+    scene.cells.shaped(
+        np.random.default_rng(shape_seed), p.cell_growth_end, p.cell_decay_start
     )
-    if not fixed:  # a stream of its own: the rest of the scene stays as drawn
-        (shape_seed,) = seeds.spawn(1)
-        scene.cells.shaped(
-            np.random.default_rng(shape_seed), p.cell_growth_end, p.cell_decay_start
-        )
     return scene
