@@ -342,6 +342,46 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert proc.stderr.count('"event": "epoch"') == 2
 
 
+RANK_THAT_WRAPS_AND_CLOSES = """
+import os, torch
+from nowcast.curriculum.distributed import setup
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+torch.zeros(1)  # torch's own threads start before the count
+before = threads()
+d = setup("cpu")
+net = d.wrap(torch.nn.Linear(3, 3))  # DDP imports torch.distributed.nn here
+net(torch.ones(2, 3)).sum().backward()
+t = torch.ones(1)
+torch.distributed.all_reduce(t)
+del net
+d.close()
+print(f"rank {d.rank}: sum {t.item():g}, threads before {before} after {threads()}")
+"""
+
+
+@pytest.mark.slow
+def test_closing_the_group_joins_its_threads(tmp_path):
+    """A group that outlives close() keeps gloo threads running into interpreter
+    shutdown, where one of them aborted a rank now and then (CI, 2026-12-08)."""
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_THAT_WRAPS_AND_CLOSES)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc-per-node", "2", str(script)]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(ln for ln in proc.stdout.splitlines() if ln.startswith("rank"))
+    assert len(lines) == 2 and all("sum 2," in ln for ln in lines), lines
+    for line in lines:
+        before, after = (int(w) for w in line.split()[-3::2])
+        assert after <= before, line
+
+
 def test_progress_bar_and_log_lines(capsys):
     import io
 

@@ -13,11 +13,20 @@ Contract
 - :meth:`Dist.wrap` wraps the network in ``DistributedDataParallel`` (gradients
   averaged every step); :func:`unwrap` gives the bare network back (checkpoints
   never hold the ``module.`` prefix).
-- :meth:`Dist.close` leaves the group (idempotent).
+- :meth:`Dist.close` leaves the group (idempotent), and the group is then
+  gone: its gloo worker threads are joined before the interpreter exits.
+  ``torch.distributed.nn.functional`` binds ``group.WORLD`` as a default
+  argument when first imported (DDP imports it on wrapping); imported after
+  the group exists it would keep the group alive forever, its threads would
+  outlive Python, and a thread dropping the last reference to a finished
+  all-reduce during interpreter shutdown aborted the rank (``terminate called
+  without an active exception``) about one two-rank run in twenty. So
+  :func:`setup` imports it before joining the group.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -77,6 +86,7 @@ def setup(device_setting: str | None = "auto") -> Dist:
     else:
         backend = "gloo"
     if not dist.is_initialized():
+        importlib.import_module("torch.distributed.nn.functional")  # the contract
         dist.init_process_group(backend=backend)
     return Dist(rank, world, local, device, True)
 
