@@ -28,7 +28,13 @@ from nowcast.daemon.recorder import Recorder
 from nowcast.store import SCHEMA_VERSION, MetricsReader, MetricsStore
 from nowcast.store import schema as store_schema
 
-CALL_S = 0.5  # the most one recorder call (or one flush) may take while locked
+# The most one recorder call (or one flush) may take while the store is locked.
+# A call that waited for the lock would take the lock's length (2-60 s here) or
+# the store's busy timeout (10 s); the recorder's own tries cost busy_s (0.1 s)
+# and flush_s (0.25 s). The bound sits between the two with room for the
+# machine's own stalls: a WAL commit's fsync on a shared disk took one call to
+# 0.53 s in a full run on CPU-2 (2026-12-08) where 0.02 s is usual.
+CALL_S = 1.5
 
 HOLD = """
 import sqlite3, sys, time
