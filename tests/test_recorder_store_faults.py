@@ -32,8 +32,8 @@ from nowcast.store import schema as store_schema
 # A call that waited for the lock would take the lock's length (2-60 s here) or
 # the store's busy timeout (10 s); the recorder's own tries cost busy_s (0.1 s)
 # and flush_s (0.25 s). The bound sits between the two with room for the
-# machine's own stalls: a WAL commit's fsync on a shared disk took one call to
-# 0.53 s in a full run on CPU-2 (2026-12-08) where 0.02 s is usual.
+# machine's own stalls: one call took 0.53 s in a full run on CPU-2 (2026-12-08;
+# the stall's cause was not caught) where a batch of the backlog takes 0.02 s.
 CALL_S = 1.5
 
 HOLD = """
