@@ -255,3 +255,64 @@ def test_scan_roundtrip_real_case(fmi_files, tmp_path):
         "proj4_params"
     ]
 
+
+
+THREADS_READING_AND_WRITING = """
+import sys, threading
+from datetime import datetime, timezone
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from conftest import make_grid
+from nowcast.radar import Scan, read_scan, write_scan
+
+out = Path(sys.argv[1])
+grid = make_grid(4, 120, 120)
+when = datetime(2024, 6, 1, 12, 30, tzinfo=timezone.utc)
+vol = np.random.default_rng(0).uniform(0, 60, grid.shape).astype(np.float32)
+path = write_scan(Scan(when, vol, grid), out / "in")
+errors = []
+
+def reader():
+    try:
+        for _ in range(40):
+            assert read_scan(path).dbz.shape == grid.shape
+    except BaseException as exc:
+        errors.append(exc)
+
+def writer(k):
+    try:
+        for _ in range(15):
+            write_scan(Scan(when, vol, grid), out / f"w{k}")
+    except BaseException as exc:
+        errors.append(exc)
+
+threads = [threading.Thread(target=reader) for _ in range(4)]
+threads += [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors", errors)
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_threads_reading_and_writing_at_once_do_not_crash(tmp_path):
+    """HDF5 is not thread-safe: the monitor's field loaders reading two
+    forecasts at once killed a test run with a segmentation fault (2026-12-08).
+    Every netCDF4 call of ours holds one lock (nowcast.radar.netcdf_lock)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_READING_AND_WRITING)
+    tests = str(Path(__file__).parent)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), tests],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])

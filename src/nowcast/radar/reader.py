@@ -44,6 +44,7 @@ import numpy as np
 from nowcast.errors import ScanError
 from nowcast.radar.grid_mapping import CRS_TEXT_ATTRS, crs_of
 from nowcast.radar.names import time_from_name
+from nowcast.radar.netcdf_lock import HDF5_LOCK
 from nowcast.radar.scan import Grid, Origin, Scan
 
 REFLECTIVITY_NAMES = ("DBZ", "DBZH", "reflectivity", "REF")
@@ -273,19 +274,22 @@ def read_scan(
         raise ScanError(path, f"cannot stat: {exc.strerror}") from None
     if size == 0:
         raise ScanError(path, "empty file (0 bytes)")
-    try:
-        ds = netCDF4.Dataset(path, "r")
-    except OSError as exc:
-        raise ScanError(
-            path, f"not a readable NetCDF file, or truncated ({exc})"
-        ) from None
-    try:
-        with ds:
-            return _read_open(ds, path, variable, dbz_floor, expected_shape)
-    except ScanError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many places
-        raise ScanError(path, f"cannot read the data, file damaged or truncated ({exc})") from None
+    with HDF5_LOCK:  # HDF5 is not thread-safe (nowcast.radar.netcdf_lock)
+        try:
+            ds = netCDF4.Dataset(path, "r")
+        except OSError as exc:
+            raise ScanError(
+                path, f"not a readable NetCDF file, or truncated ({exc})"
+            ) from None
+        try:
+            with ds:
+                return _read_open(ds, path, variable, dbz_floor, expected_shape)
+        except ScanError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged file fails in many places
+            raise ScanError(
+                path, f"cannot read the data, file damaged or truncated ({exc})"
+            ) from None
 
 
 def _read_open(

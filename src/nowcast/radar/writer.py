@@ -61,6 +61,7 @@ from nowcast.errors import ForecastWriteError
 from nowcast.fsutil import atomic_path
 from nowcast.radar.grid_mapping import ClientMapping, client_mapping
 from nowcast.radar.ldata import LatestDataInfo, write_latest_data_info
+from nowcast.radar.netcdf_lock import HDF5_LOCK
 from nowcast.radar.scan import Grid, Origin, Scan
 
 TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
@@ -137,33 +138,34 @@ def _grid_file_bytes(
     as_scan: bool = False,
 ) -> memoryview:
     """One grid file, built in memory (netCDF4's diskless ``memory=`` mode)."""
-    nz, ny, nx = volume.shape
-    ds = netCDF4.Dataset("forecast.nc", "w", format="NETCDF4", memory=1 << 20)
-    try:
-        ds.Conventions = "CF-1.8"
-        ds.title = "Radar reflectivity"
-        ds.source = f"nowcast {__version__}"
-        ds.history = (
-            f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} written by nowcast"
-        )
-        for key, value in (global_attrs or {}).items():
-            ds.setncattr(key, value)
-        ds.createDimension("time", 1)
-        ds.createDimension("z", nz)
-        ds.createDimension("y", ny)
-        ds.createDimension("x", nx)
-        _write_times(ds, valid_time, issue_time)
-        mapping = client_mapping(grid, origin, keep_coordinates=as_scan)
-        _write_coords(ds, grid, mapping)
-        mapping_name = _write_mapping(ds, grid, origin, mapping)
-        _write_dbz(ds, volume, field_name, complevel, mapping_name)
-        if motion is not None:
-            _write_motion(ds, motion, nz, complevel, mapping_name)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            ds.close()
-        raise
-    return _trim_hdf5_image(ds.close())
+    with HDF5_LOCK:  # HDF5 is not thread-safe (nowcast.radar.netcdf_lock)
+        nz, ny, nx = volume.shape
+        ds = netCDF4.Dataset("forecast.nc", "w", format="NETCDF4", memory=1 << 20)
+        try:
+            ds.Conventions = "CF-1.8"
+            ds.title = "Radar reflectivity"
+            ds.source = f"nowcast {__version__}"
+            ds.history = (
+                f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} written by nowcast"
+            )
+            for key, value in (global_attrs or {}).items():
+                ds.setncattr(key, value)
+            ds.createDimension("time", 1)
+            ds.createDimension("z", nz)
+            ds.createDimension("y", ny)
+            ds.createDimension("x", nx)
+            _write_times(ds, valid_time, issue_time)
+            mapping = client_mapping(grid, origin, keep_coordinates=as_scan)
+            _write_coords(ds, grid, mapping)
+            mapping_name = _write_mapping(ds, grid, origin, mapping)
+            _write_dbz(ds, volume, field_name, complevel, mapping_name)
+            if motion is not None:
+                _write_motion(ds, motion, nz, complevel, mapping_name)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ds.close()
+            raise
+        return _trim_hdf5_image(ds.close())
 
 
 def _trim_hdf5_image(image: memoryview) -> memoryview:

@@ -154,21 +154,24 @@ def read_forecast_attrs(path: str | Path) -> ForecastAttrs:
     import netCDF4
     import numpy as np
 
+    from nowcast.radar.netcdf_lock import HDF5_LOCK
+
     path = Path(path)
-    try:
-        ds = netCDF4.Dataset(path, "r")
-    except OSError as exc:
-        raise ScanError(path, f"not a readable NetCDF file ({exc})") from None
-    with ds:
-        attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
-        lead = attrs.get("nowcast_lead_seconds")
-        lead_s = int(lead) if isinstance(lead, (int, np.integer, float)) else None
-        if lead_s is None and "forecast_period" in ds.variables:
-            var = ds.variables["forecast_period"]
-            var.set_auto_mask(False)
-            value = float(np.asarray(var[:]).ravel()[0])
-            if np.isfinite(value):
-                lead_s = int(round(value))
+    with HDF5_LOCK:  # HDF5 is not thread-safe (nowcast.radar.netcdf_lock)
+        try:
+            ds = netCDF4.Dataset(path, "r")
+        except OSError as exc:
+            raise ScanError(path, f"not a readable NetCDF file ({exc})") from None
+        with ds:
+            attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+            lead = attrs.get("nowcast_lead_seconds")
+            lead_s = int(lead) if isinstance(lead, (int, np.integer, float)) else None
+            if lead_s is None and "forecast_period" in ds.variables:
+                var = ds.variables["forecast_period"]
+                var.set_auto_mask(False)
+                value = float(np.asarray(var[:]).ravel()[0])
+                if np.isfinite(value):
+                    lead_s = int(round(value))
     method = attrs.get("nowcast_method")
     model = attrs.get("nowcast_model")
     return ForecastAttrs(
