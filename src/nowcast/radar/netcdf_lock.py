@@ -4,9 +4,9 @@ Contract
 --------
 - The HDF5 library under netCDF4 is not thread-safe, and netCDF4-python lets go
   of the GIL while HDF5 works: two threads inside it at once can crash the whole
-  process. (The monitor's forecast panel did: a field load that a newer one had
-  superseded was still reading when the newer one began, and the process died
-  of a segmentation fault in a full test run, 2026-12-08.)
+  process. (The monitor's forecast panel did: two of its field-loading workers
+  were inside ``read_scan`` at once, and the process died of a segmentation
+  fault in a full test run, 2026-12-08.)
 - :data:`HDF5_LOCK` (re-entrant) is held around every open, read, write and
   close nowcast makes through netCDF4: :func:`nowcast.radar.reader.read_scan`,
   the writer's in-memory file, and the verification's attribute reader. Holding
