@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import netCDF4
 import numpy as np
@@ -302,10 +305,6 @@ def test_threads_reading_and_writing_at_once_do_not_crash(tmp_path):
     """HDF5 is not thread-safe: the monitor's field loaders reading two
     forecasts at once killed a test run with a segmentation fault (2026-12-08).
     Every netCDF4 call of ours holds one lock (nowcast.radar.netcdf_lock)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     script = tmp_path / "threads.py"
     script.write_text(THREADS_READING_AND_WRITING)
     tests = str(Path(__file__).parent)
